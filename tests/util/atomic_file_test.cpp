@@ -1,0 +1,58 @@
+#include "util/atomic_file.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace fieldfm {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("fieldfm_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+TEST(AtomicFile, CommitReplacesContent) {
+  std::string p = TempPath("commit");
+  ASSERT_TRUE(WriteFileAtomically(p, "old").ok());
+  ASSERT_TRUE(WriteFileAtomically(p, "new content").ok());
+  auto r = ReadSmallFile(p);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, "new content");
+  std::filesystem::remove(p);
+}
+
+TEST(AtomicFile, AbandonKeepsOldContentAndLeavesNoTemp) {
+  std::string p = TempPath("abandon");
+  ASSERT_TRUE(WriteFileAtomically(p, "keep me").ok());
+  {
+    AtomicFile f;
+    ASSERT_TRUE(f.Open(p).ok());
+    ASSERT_TRUE(f.Write("half").ok());
+    // destroyed without Commit: simulates an error half way through
+  }
+  EXPECT_EQ(*ReadSmallFile(p), "keep me");
+  int files = 0;
+  for (auto& e : std::filesystem::directory_iterator(std::filesystem::path(p).parent_path()))
+    if (e.path().string().rfind(p + ".tmp", 0) == 0) ++files;
+  EXPECT_EQ(files, 0);
+  std::filesystem::remove(p);
+}
+
+TEST(AtomicFile, UnwritableDirectoryIsAnIOError) {
+  Status st = WriteFileAtomically("/nonexistent_dir_fieldfm/x", "a");
+  EXPECT_EQ(st.code(), StatusCode::kIOError);
+  EXPECT_NE(st.message().find("/nonexistent_dir_fieldfm/x"), std::string::npos);
+}
+
+TEST(Status, ResultCarriesValueOrError) {
+  Result<int> good = 3;
+  Result<int> bad = Status::DataError("f:1: bad");
+  EXPECT_TRUE(good.ok());
+  EXPECT_EQ(*good, 3);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "f:1: bad");
+}
+
+}  // namespace
+}  // namespace fieldfm
