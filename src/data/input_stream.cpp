@@ -72,10 +72,10 @@ class GzipStream : public InputStream {
       const char* msg = gzerror(gz_, &err);
       return Status::DataError(path_ + ": corrupt gzip stream: " + (msg ? msg : "unknown error"));
     }
-    if (got == 0 && !gzeof(gz_)) {
+    if (got == 0) {  // end of input: a cut-off stream reports Z_BUF_ERROR here
       int err = 0;
       const char* msg = gzerror(gz_, &err);
-      if (err != Z_OK) return Status::DataError(path_ + ": corrupt gzip stream: " + msg);
+      if (err != Z_OK && err != Z_STREAM_END) return Status::DataError(path_ + ": corrupt gzip stream: " + msg);
     }
     return static_cast<size_t>(got);
   }
