@@ -179,7 +179,9 @@ bool CsvChunkParser::ParseLine(std::string_view line, float* label, float* weigh
     int col = schema_to_file_[j];
     mapped[j] = col >= 0 ? cells[static_cast<size_t>(col)] : std::string_view();
   }
-  return schema_->EncodeRow(mapped.data(), label, weight, out, err);
+  const int label_col = schema_->label_column();
+  const bool has_label = label_col >= 0 && schema_to_file_[static_cast<size_t>(label_col)] >= 0;
+  return schema_->EncodeRow(mapped.data(), label, weight, out, err, has_label);
 }
 
 Status MapHeader(const Schema& schema, std::string_view header, char delim, std::vector<int>* schema_to_file,
@@ -207,7 +209,9 @@ Status MapHeader(const Schema& schema, std::string_view header, char delim, std:
     slot = static_cast<int>(i);
   }
   for (size_t j = 0; j < schema.columns.size(); ++j) {
-    if ((*schema_to_file)[j] < 0 && schema.columns[j].type != ColumnType::kIgnore) {
+    // A file without the label (or weight) column is fine: rows to predict on.
+    const ColumnType t = schema.columns[j].type;
+    if ((*schema_to_file)[j] < 0 && t != ColumnType::kIgnore && t != ColumnType::kLabel && t != ColumnType::kWeight) {
       return Status::DataError("header: schema column '" + schema.columns[j].name + "' is missing " +
                                QuoteToken(header));
     }

@@ -369,3 +369,35 @@ TEST(Threads, RewindRestartsTheStream) {
 
 }  // namespace
 }  // namespace fieldfm
+
+namespace fieldfm {
+namespace {
+
+// Random garbage never crashes or hangs a reader; with skipping it ends cleanly.
+TEST(Robustness, RandomBytesNeverCrash) {
+  testing::TempDir dir;
+  std::mt19937 rng(11);
+  const char alphabet[] = "0123456789:: \t\n\r,.-+eE\"|abcnaif\xff\xc3";
+  PipelineOptions csv;
+  csv.schema_path = dir.File("s.json", kCsvSchema);
+  for (int round = 0; round < 40; ++round) {
+    std::string content;
+    const int len = static_cast<int>(rng() % 3000);
+    for (int i = 0; i < len; ++i) content += alphabet[rng() % (sizeof(alphabet) - 1)];
+    auto path = dir.File("junk" + std::to_string(round), content);
+    for (const PipelineOptions& o : {Libffm(), Libsvm(), csv}) {
+      for (bool skip : {false, true}) {
+        ReadOptions read;
+        read.skip_bad_lines = skip;
+        read.threads = 1 + round % 2;
+        auto rows = testing::ReadAll(testing::MakePipeline(o), path, read);
+        if (!rows.ok()) {
+          EXPECT_EQ(rows.status().code(), StatusCode::kDataError) << rows.status().message();
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fieldfm

@@ -91,6 +91,23 @@ TEST(SharedData, CriteoKaggleTinyCsv) {
   CheckFile(p, Shared("criteo_kaggle_tiny_csv/test.tiny.csv"), {1999, 0});
 }
 
+TEST(SharedData, FilesWithoutTheLabelColumnReadWithLabelZero) {
+  // ChenglongChen's test file has no Label column; emulate it from the train file.
+  testing::TempDir dir;
+  std::ifstream in(Shared("criteo_kaggle_tiny_csv/train.tiny.csv"), std::ios::binary);
+  std::string line, content;
+  while (std::getline(in, line)) {
+    size_t a = line.find(','), b = line.find(',', a + 1);
+    content += line.substr(0, a) + line.substr(b) + "\n";
+  }
+  auto p = WithSchema("criteo_kaggle_csv.toml");
+  auto with = ReadAll(p, Shared("criteo_kaggle_tiny_csv/train.tiny.csv"));
+  auto without = ReadAll(p, dir.File("nolabel.csv", content));
+  ASSERT_TRUE(with.ok() && without.ok()) << without.status().message();
+  EXPECT_EQ(without->features, with->features);
+  EXPECT_EQ(std::count(without->labels.begin(), without->labels.end(), 0.0f), 1999);
+}
+
 TEST(SharedData, CriteoDeepctrSampleWithFittedSchema) {
   const std::string path = Shared("criteo_deepctr_sample/criteo_sample.txt");
   auto p = WithSchema("criteo_deepctr.json", path);
