@@ -357,8 +357,11 @@ Result<Schema> Schema::Preset(std::string_view name) {
     s.header = false;
     s.delimiter = "\t";
     add("label", ColumnType::kLabel);
-    for (int i = 1; i <= 13; ++i) add("I" + std::to_string(i), ColumnType::kNumeric)->transform = Transform::kLog2Bucket;
-    for (int i = 1; i <= 26; ++i) add("C" + std::to_string(i), ColumnType::kCategorical);
+    // (std::string(1, c) + ..., not "I" + ...: g++ 12 warns falsely on the latter.)
+    for (int i = 1; i <= 13; ++i) {
+      add(std::string(1, 'I') + std::to_string(i), ColumnType::kNumeric)->transform = Transform::kLog2Bucket;
+    }
+    for (int i = 1; i <= 26; ++i) add(std::string(1, 'C') + std::to_string(i), ColumnType::kCategorical);
     return s;
   }
   if (name == "avazu") {
