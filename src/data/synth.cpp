@@ -299,7 +299,11 @@ uint64_t SynthModel::cardinality(uint32_t field) const { return impl_->card[fiel
 uint64_t SynthModel::field_offset(uint32_t field) const { return impl_->offset[field]; }
 uint64_t SynthModel::index_space() const { return impl_->offset.back() + impl_->card.back(); }
 std::string SynthModel::field_name(uint32_t field) const {
-  return field < impl_->opt.numeric ? "I" + std::to_string(field + 1) : "C" + std::to_string(field - impl_->opt.numeric + 1);
+  // Built by appending: g++ 12 warns (-Wrestrict, falsely) on "I" + std::to_string().
+  const bool numeric = field < impl_->opt.numeric;
+  std::string name(1, numeric ? 'I' : 'C');
+  name += std::to_string(numeric ? field + 1 : field - impl_->opt.numeric + 1);
+  return name;
 }
 void SynthModel::SampleRow(uint32_t split, uint64_t row, SynthRow* out) const { impl_->Sample(split, row, out); }
 double SynthModel::Logit(std::span<const uint32_t> ids) const { return impl_->Logit(ids); }
@@ -452,8 +456,9 @@ Result<SynthSplitStats> WriteSplit(const SynthModel& model, uint32_t split, uint
   if (opt.format == SynthFormat::kCsv) {
     std::string header = regression ? "label,weight" : "label";
     for (uint32_t f = 0; f < opt.fields; ++f) {
-      header += "," + model.field_name(f);
-      if (opt.raw_numeric && model.is_numeric(f)) header += "," + model.field_name(f) + "_raw";
+      const std::string name = model.field_name(f);
+      header.append(",").append(name);
+      if (opt.raw_numeric && model.is_numeric(f)) header.append(",").append(name).append("_raw");
     }
     FIELDFM_RETURN_IF_ERROR(file.Write(header + "\n"));
   }
