@@ -68,19 +68,24 @@ std::unique_ptr<CacheSource> MustOpen() {
   return std::move(src).value();
 }
 
+// Reads the rest of the epoch through Next; returns the rows read.
+size_t ReadEpoch(CacheSource* src, ExampleBlock* block) {
+  size_t rows = 0;
+  while (true) {
+    auto got = src->Next(block, 4096);
+    if (!got.ok() || *got == 0) break;
+    rows += *got;
+  }
+  return rows;
+}
+
 // ExampleSource::Next in storage order: what a trainer gets through the generic interface.
 void BM_CacheSequentialNext(benchmark::State& state) {
   auto src = MustOpen();
   ExampleBlock block;
   for (auto _ : state) {
     (void)src->Rewind();
-    size_t rows = 0;
-    while (true) {
-      auto got = src->Next(&block, 4096);
-      if (!got.ok() || *got == 0) break;
-      rows += *got;
-    }
-    benchmark::DoNotOptimize(rows);
+    benchmark::DoNotOptimize(ReadEpoch(src.get(), &block));
   }
   state.SetBytesProcessed(state.iterations() * src->info().file_size);
   state.counters["rows/s"] = benchmark::Counter(double(state.iterations() * src->info().rows), benchmark::Counter::kIsRate);
@@ -113,13 +118,7 @@ void BM_CacheShuffledNext(benchmark::State& state) {
   uint32_t epoch = 0;
   for (auto _ : state) {
     src->SetShuffle(42, epoch++);
-    size_t rows = 0;
-    while (true) {
-      auto got = src->Next(&block, 4096);
-      if (!got.ok() || *got == 0) break;
-      rows += *got;
-    }
-    benchmark::DoNotOptimize(rows);
+    benchmark::DoNotOptimize(ReadEpoch(src.get(), &block));
   }
   state.SetBytesProcessed(state.iterations() * src->info().file_size);
 }
@@ -131,10 +130,7 @@ void BM_CacheOpenAndFirstEpoch(benchmark::State& state) {
   ExampleBlock block;
   for (auto _ : state) {
     auto src = MustOpen();
-    while (true) {
-      auto got = src->Next(&block, 4096);
-      if (!got.ok() || *got == 0) break;
-    }
+    benchmark::DoNotOptimize(ReadEpoch(src.get(), &block));
     bytes += src->info().file_size;
   }
   state.SetBytesProcessed(bytes);

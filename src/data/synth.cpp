@@ -106,7 +106,9 @@ struct SynthModel::Impl {
   ZipfTable zipf{1.1};
   std::vector<ZipfSampler> samplers;  // per categorical field (numeric ones unused)
 
-  uint64_t ValueHash(uint32_t f, uint32_t id) const { return HashCombine(param_seed, (uint64_t{f} << 36) ^ id); }
+  std::vector<uint64_t> field_seed;  // per field, so a value's hash is a single Mix64
+  // Distinct ids of a field get distinct hashes (Mix64 is a bijection).
+  uint64_t ValueHash(uint32_t f, uint32_t id) const { return Mix64(field_seed[f] + id); }
 
   // u_{f, id, g}: the latent vector value `id` of field f uses against field g.
   void PairVector(uint64_t value_hash, uint32_t g, float* out) const {
@@ -215,6 +217,7 @@ Result<SynthModel> SynthModel::Create(const SynthOptions& options) {
   auto m = std::make_unique<Impl>();
   m->opt = options;
   m->param_seed = HashCombine(options.seed, 0x706172616d73ULL);
+  for (uint32_t f = 0; f < options.fields; ++f) m->field_seed.push_back(HashCombine(m->param_seed, f));
   m->row_seed = HashCombine(options.seed, 0x726f777300ULL);
   m->zipf = ZipfTable(options.zipf);
   const uint32_t nf = options.fields;
