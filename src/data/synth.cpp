@@ -36,11 +36,21 @@ constexpr double kSqrt3 = 1.7320508075688772, kLn2 = 0.6931471805599453;
 inline float Lane(uint64_t h, int lane) {
   return static_cast<float>((static_cast<double>((h >> (16 * lane)) & 0xffff) + 0.5) * (2.0 * kSqrt3 / 65536.0) - kSqrt3);
 }
-// Lane(h, l) == LaneInt(h, l) * sqrt(3) / 65536 exactly; products of two lanes
-// are summed as integers and scaled once.
-inline int64_t LaneInt(uint64_t h, uint32_t lane) { return 2 * static_cast<int64_t>((h >> (16 * lane)) & 0xffff) - 65535; }
+// A 15-bit lane of a 32-bit hash as an odd integer in [-32767, 32767]; times
+// sqrt(3) / 32768 it is uniform with unit variance. Products of two lanes are
+// summed as integers (two fit an int32) and scaled once.
+inline int32_t Lane15(uint32_t h, uint32_t lane) { return 2 * static_cast<int32_t>((h >> (16 * lane)) & 0x7fff) - 32767; }
+// 32-bit bijective mixer (the "lowbias32" constants): vectorises with native 32-bit multiplies.
+inline uint32_t Mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
 constexpr double kStrengthQuantum = 256.0;
-constexpr double kLaneProductScale = 3.0 / 65536.0 / 65536.0;
+constexpr double kLane15ProductScale = 3.0 / 32768.0 / 32768.0;
 
 double Sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
@@ -96,9 +106,9 @@ struct SynthModel::Impl {
     float strength;
   };
   std::vector<Pair> pairs;
-  // The same pairs as flat arrays for PairTerm; salts match PairVector's.
+  // The same pairs as flat arrays for PairTerm.
   std::vector<uint32_t> pair_f, pair_g;
-  std::vector<uint64_t> pair_salt_f, pair_salt_g;
+  std::vector<uint32_t> pair_salt_f, pair_salt_g;
   std::vector<int64_t> pair_strength_q;  // strength * kStrengthQuantum
   std::vector<uint32_t> nl_fields;
   std::vector<float> w1, b1, w2;  // kHidden x (nl_fields * k), kHidden, kHidden
@@ -110,47 +120,44 @@ struct SynthModel::Impl {
   // Distinct ids of a field get distinct hashes (Mix64 is a bijection).
   uint64_t ValueHash(uint32_t f, uint32_t id) const { return Mix64(field_seed[f] + id); }
 
-  // u_{f, id, g}: the latent vector value `id` of field f uses against field g.
-  void PairVector(uint64_t value_hash, uint32_t g, float* out) const {
+  // k unit-variance numbers hashed from a value hash (the nonlinear term's inputs).
+  void Embedding(uint64_t value_hash, float* out) const {
     const uint32_t k = opt.k;
     for (uint32_t c = 0; c * 4 < k; ++c) {
-      uint64_t h = Mix64(value_hash + (uint64_t{g} << 8) + c);
+      uint64_t h = Mix64(value_hash + c);
       for (uint32_t l = 0; l < 4 && c * 4 + l < k; ++l) out[c * 4 + l] = Lane(h, l);
     }
   }
 
-  // Σ strength · <u_{f,x_f,g}, u_{g,x_g,f}> over the interacting pairs. Written
-  // as flat loops over the pair arrays (hashes, then integer lane products) so
-  // the compiler vectorises them: this is the generator's hot loop.
+  // Σ strength · <u_{f,x_f,g}, u_{g,x_g,f}> over the interacting pairs.
+  // u_{f,id,g} is made of 15-bit lanes, two per 32-bit word; word w is
+  // Mix32(high half of ValueHash(f, id) + (g << 8) + w). Written as flat loops
+  // over the pair arrays so the compiler vectorises them: the hot loop.
   double PairTerm(const uint64_t* vh) const {
-    thread_local std::vector<uint64_t> ha, hb;
+    thread_local std::vector<uint32_t> vh32, ga, gb, ha, hb;
     const size_t np = pair_f.size();
+    vh32.resize(opt.fields);
+    for (uint32_t f = 0; f < opt.fields; ++f) vh32[f] = static_cast<uint32_t>(vh[f] >> 32);
+    ga.resize(np);
+    gb.resize(np);
     ha.resize(np);
     hb.resize(np);
-    int64_t total = 0;  // exact: |lane product| < 2^32, strengths < 2^9, pairs < 2^20
-    for (uint32_t c = 0; c * 4 < opt.k; ++c) {
-      const uint32_t lanes = std::min<uint32_t>(4, opt.k - c * 4);
+    for (size_t p = 0; p < np; ++p) {  // the only gather: once per row, not per word
+      ga[p] = vh32[pair_f[p]] + pair_salt_f[p];
+      gb[p] = vh32[pair_g[p]] + pair_salt_g[p];
+    }
+    int64_t total = 0;  // exact; |dot| < 2^31, so dot >> 8 times a strength < 2^9 leaves room for 2^31 terms
+    for (uint32_t w = 0; w * 2 < opt.k; ++w) {
+      for (size_t p = 0; p < np; ++p) ha[p] = Mix32(ga[p] + w);
+      for (size_t p = 0; p < np; ++p) hb[p] = Mix32(gb[p] + w);
+      const bool two_lanes = w * 2 + 1 < opt.k;
       for (size_t p = 0; p < np; ++p) {
-        ha[p] = vh[pair_f[p]] + pair_salt_f[p] + c;
-        hb[p] = vh[pair_g[p]] + pair_salt_g[p] + c;
-      }
-      for (size_t p = 0; p < np; ++p) ha[p] = Mix64(ha[p]);
-      for (size_t p = 0; p < np; ++p) hb[p] = Mix64(hb[p]);
-      if (lanes == 4) {
-        for (size_t p = 0; p < np; ++p) {
-          const int64_t dot = LaneInt(ha[p], 0) * LaneInt(hb[p], 0) + LaneInt(ha[p], 1) * LaneInt(hb[p], 1) +
-                              LaneInt(ha[p], 2) * LaneInt(hb[p], 2) + LaneInt(ha[p], 3) * LaneInt(hb[p], 3);
-          total += pair_strength_q[p] * (dot >> 8);
-        }
-      } else {
-        for (size_t p = 0; p < np; ++p) {
-          int64_t dot = 0;
-          for (uint32_t l = 0; l < lanes; ++l) dot += LaneInt(ha[p], l) * LaneInt(hb[p], l);
-          total += pair_strength_q[p] * (dot >> 8);
-        }
+        int32_t dot = Lane15(ha[p], 0) * Lane15(hb[p], 0);
+        if (two_lanes) dot += Lane15(ha[p], 1) * Lane15(hb[p], 1);
+        total += pair_strength_q[p] * (dot >> 8);
       }
     }
-    return static_cast<double>(total) * (256.0 / kStrengthQuantum) * kLaneProductScale;
+    return static_cast<double>(total) * (256.0 / kStrengthQuantum) * kLane15ProductScale;
   }
 
   Components Raw(std::span<const uint32_t> ids) const {
@@ -171,7 +178,7 @@ struct SynthModel::Impl {
     if (!nl_fields.empty()) {
       const uint32_t in = static_cast<uint32_t>(nl_fields.size()) * k;
       float x[kNonlinearFields * 64];
-      for (size_t i = 0; i < nl_fields.size(); ++i) PairVector(vh[nl_fields[i]] ^ kNonlinearSalt, 0, &x[i * k]);
+      for (size_t i = 0; i < nl_fields.size(); ++i) Embedding(vh[nl_fields[i]] ^ kNonlinearSalt, &x[i * k]);
       for (uint32_t h = 0; h < kHidden; ++h) {
         float z = b1[h];
         for (uint32_t j = 0; j < in; ++j) z += w1[h * in + j] * x[j];
@@ -247,8 +254,8 @@ Result<SynthModel> SynthModel::Create(const SynthOptions& options) {
   for (const auto& p : m->pairs) {
     m->pair_f.push_back(p.f);
     m->pair_g.push_back(p.g);
-    m->pair_salt_f.push_back(uint64_t{p.g} << 8);
-    m->pair_salt_g.push_back(uint64_t{p.f} << 8);
+    m->pair_salt_f.push_back(p.g << 8);
+    m->pair_salt_g.push_back(p.f << 8);
     m->pair_strength_q.push_back(std::llround(p.strength * kStrengthQuantum));
   }
   // The nonlinear term reads a few fields chosen by the seed.
