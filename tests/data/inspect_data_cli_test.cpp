@@ -6,30 +6,17 @@
 
 #include <cstdio>
 
+#include "cli/cli_util.h"
 #include "data_test_util.h"
 
 namespace fieldfm {
 namespace {
 
+using testing::CliRun;
+using testing::RunCli;
 using testing::TempDir;
 
-struct CliRun {
-  int exit_code;
-  std::string out;  // stdout + stderr
-};
-
-CliRun Inspect(const std::string& args) {
-  std::string cmd = std::string(FIELDFM_BINARY) + " inspect-data " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  CliRun r{-1, ""};
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+CliRun Inspect(const std::string& args) { return RunCli("inspect-data " + args); }
 
 TEST(InspectDataCli, JsonSummaryPerFileAndField) {
   TempDir dir;
