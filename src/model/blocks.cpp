@@ -290,7 +290,7 @@ class BiasBlock : public Block {
 
  private:
   DenseParam* b_;
-  std::vector<float> grad_;
+  FloatVec grad_;
 };
 
 class DenseBlock : public Block {
@@ -327,7 +327,7 @@ class DenseBlock : public Block {
   DenseParam *w_, *b_;
   int in_, out_;
   std::string name_;
-  std::vector<float> gw_, gb_;
+  FloatVec gw_, gb_;
 };
 
 class ActivationBlock : public Block {
@@ -466,7 +466,7 @@ class BatchNormBlock : public Block {
   DenseParam *gamma_, *beta_, *rm_, *rv_;
   int dim_;
   std::string name_;
-  std::vector<float> gg_, gb_;
+  FloatVec gg_, gb_;
   Eigen::RowVectorXf mean_, inv_std_;
   Mat xhat_;
   bool batch_stats_ = false;  // the last Forward normalised with batch statistics

@@ -47,7 +47,7 @@ struct SparseGrad {
 struct DenseGradRef {
   std::string name;
   DenseParam* param;
-  std::vector<float>* grad;
+  FloatVec* grad;
 };
 struct SparseGradRef {
   std::string name;

@@ -63,8 +63,8 @@ struct SparseTable {
 };
 
 struct DenseParam {
-  std::vector<float> w;
-  std::vector<float> s1, s2;  // optimizer state
+  FloatVec w;  // aligned: Eigen reductions then split sums the same way every run
+  FloatVec s1, s2;  // optimizer state
   bool trainable = true;      // false: running statistics (batch norm)
   bool l2 = false;            // lambda_dense applies (weight matrices, not biases)
 };

@@ -72,7 +72,7 @@ inline void CheckParamGrads(const std::vector<DenseGradRef>& dense, const std::v
   for (const auto& d : dense) {
     if (!d.param->trainable) continue;
     const size_t n = d.param->w.size(), step = std::max<size_t>(1, n / max_per_param);
-    const std::vector<float> grad = *d.grad;
+    const FloatVec grad = *d.grad;
     for (size_t i = 0; i < n; i += step)
       ExpectClose(grad[i], NumericGrad(&d.param->w[i], loss, eps), d.name + "[" + std::to_string(i) + "]", tol);
   }
