@@ -7,6 +7,7 @@
 
 #include "fieldfm/train.h"
 #include "train/model_data.h"
+#include "train/predict_file.h"
 
 namespace fieldfm {
 
@@ -33,6 +34,24 @@ Result<std::shared_ptr<const Predictor>> LoadPredictor(const std::string& model_
   auto pipeline = FeaturePipeline::FromJson(model->pipeline_json);
   if (!pipeline.ok()) return pipeline.status().WithContext(model_path + ": feature pipeline");
   return std::shared_ptr<const Predictor>(std::make_shared<ModelPredictor>(std::move(model), std::move(*pipeline)));
+}
+
+}  // namespace fieldfm
+
+namespace fieldfm {
+
+Result<FilePredictions> PredictFile(const std::string& model_path, const std::string& input_path, int threads,
+                                    bool skip_bad_lines) {
+  FilePredictions out;
+  FIELDFM_ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
+  auto pipeline = FeaturePipeline::FromJson(PipelineJsonOf(*out.model));
+  if (!pipeline.ok()) return pipeline.status().WithContext(model_path + ": feature pipeline");
+  ReadOptions read;
+  read.threads = threads;
+  read.skip_bad_lines = skip_bad_lines;
+  FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> source, pipeline->Open(input_path, read));
+  FIELDFM_RETURN_IF_ERROR(PredictSource(*out.model, *source, threads, &out.pred, &out.labels, &out.weights));
+  return out;
 }
 
 }  // namespace fieldfm
