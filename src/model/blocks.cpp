@@ -73,17 +73,37 @@ class EmbeddingBlock : public Block {
   int out_dim() const override { return int(store_->num_fields * t_->slots * t_->k); }
 
   void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
-    const uint32_t slots = t_->slots, k = t_->k, width = slots * k;
+    if (t_->k == 4) return ForwardK<4>(b, out, ctx);
+    return ForwardK<0>(b, out, ctx);
+  }
+
+  // K > 0: the latent dimension known at compile time (vectorised inner loop).
+  template <int K>
+  void ForwardK(const BatchView& b, Mat* out, const RunContext& ctx) {
+    const uint32_t slots = t_->slots, k = K > 0 ? K : t_->k, width = slots * k;
     out->setZero(b.rows, out_dim());
     for (size_t r = 0; r < b.rows; ++r) {
       float* o = out->row(r).data();
       if (mean_) std::fill(counts_.begin(), counts_.end(), 0u);
+      // Start every feature's (random, likely uncached) row load at once.
+      const size_t row_bytes = t_->row_stride() * sizeof(float);
+      for (const Feature& f : b.row(r))
+        if (f.index < t_->rows) {
+          const char* p = reinterpret_cast<const char*>(t_->row(f.index));
+          for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+        }
       for (const Feature& f : b.row(r)) {
         RowRef rr = ResolveRow(*store_, *t_, f, ctx.training);
         if (!rr.p) continue;
         float* e = o + size_t(f.field) * width;
         if (rr.slot_stride == k) {
           Axpy(f.value, rr.p, e, width);
+        } else if constexpr (K > 0) {
+          const float x = f.value;
+          for (uint32_t g = 0; g < slots; ++g) {
+            const float* src = rr.p + g * rr.slot_stride;
+            for (int d = 0; d < K; ++d) e[g * K + d] += x * src[d];
+          }
         } else {
           for (uint32_t g = 0; g < slots; ++g) Axpy(f.value, rr.p + g * rr.slot_stride, e + g * k, k);
         }
@@ -185,41 +205,50 @@ class FfmBlock : public Block {
   std::string kind() const override { return "ffm"; }
   int out_dim() const override { return 1; }
   void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
-    const Mat& e = *in[0];
     out->resize(b.rows, 1);
-    const size_t fk = size_t(F_) * k_;
-    for (size_t r = 0; r < b.rows; ++r) {
-      const float* x = e.row(r).data();
-      float t = 0;
-      for (uint32_t f = 0; f < F_; ++f)
-        for (uint32_t g = f + 1; g < F_; ++g) {
-          const float* a = x + f * fk + g * k_;  // e_{f,g}
-          const float* c = x + g * fk + f * k_;  // e_{g,f}
-          for (uint32_t d = 0; d < k_; ++d) t += a[d] * c[d];
-        }
-      (*out)(r, 0) = t;
-    }
+    for (size_t r = 0; r < b.rows; ++r)
+      (*out)(r, 0) = k_ == 4 ? RowScore<4>(in[0]->row(r).data()) : RowScore<0>(in[0]->row(r).data());
   }
   void Backward(const BatchView& b, std::span<const Mat* const> in, const Mat&, const Mat& dout,
                 std::span<Mat* const> din, const RunContext&) override {
-    const Mat& e = *in[0];
-    const size_t fk = size_t(F_) * k_;
     for (size_t r = 0; r < b.rows; ++r) {
-      const float* x = e.row(r).data();
-      float* gx = din[0]->row(r).data();
-      const float go = dout(r, 0);
-      for (uint32_t f = 0; f < F_; ++f)
-        for (uint32_t g = f + 1; g < F_; ++g) {
-          const size_t a = f * fk + g * k_, c = g * fk + f * k_;
-          for (uint32_t d = 0; d < k_; ++d) {
-            gx[a + d] += go * x[c + d];
-            gx[c + d] += go * x[a + d];
-          }
-        }
+      if (k_ == 4) {
+        RowGrad<4>(in[0]->row(r).data(), dout(r, 0), din[0]->row(r).data());
+      } else {
+        RowGrad<0>(in[0]->row(r).data(), dout(r, 0), din[0]->row(r).data());
+      }
     }
   }
 
  private:
+  // K > 0: k known at compile time, so the length-k loops vectorise.
+  template <int K>
+  float RowScore(const float* x) const {
+    const uint32_t k = K > 0 ? K : k_;
+    const size_t fk = size_t(F_) * k;
+    float t = 0;
+    for (uint32_t f = 0; f < F_; ++f)
+      for (uint32_t g = f + 1; g < F_; ++g) {
+        const float* a = x + f * fk + g * k;  // e_{f,g}
+        const float* c = x + g * fk + f * k;  // e_{g,f}
+        for (uint32_t d = 0; d < k; ++d) t += a[d] * c[d];
+      }
+    return t;
+  }
+  template <int K>
+  void RowGrad(const float* x, float go, float* gx) const {
+    const uint32_t k = K > 0 ? K : k_;
+    const size_t fk = size_t(F_) * k;
+    for (uint32_t f = 0; f < F_; ++f)
+      for (uint32_t g = f + 1; g < F_; ++g) {
+        const size_t a = f * fk + g * k, c = g * fk + f * k;
+        for (uint32_t d = 0; d < k; ++d) {
+          gx[a + d] += go * x[c + d];
+          gx[c + d] += go * x[a + d];
+        }
+      }
+  }
+
   uint32_t F_, k_;
 };
 

@@ -233,12 +233,9 @@ void Network::Apply(const OptimizerConfig& c, uint64_t step) {
     for (auto& s : sparse_refs_) {
       SparseTable& t = *s.table;
       const uint32_t ss = t.slot_stride(), k = t.k, width = s.grad->width;
-      for (size_t e = 0; e < s.grad->rows.size(); ++e) {
-        float* row = t.row(s.grad->rows[e]);
-        const float* g = s.grad->values.data() + e * width;
-        for (uint32_t slot = 0; slot < t.slots; ++slot)
-          UpdateSlot(c, c.lambda_embedding, step, row + slot * ss, g + slot * k, k);
-      }
+      for (size_t e = 0; e < s.grad->rows.size(); ++e)
+        UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots, k,
+                  ss);
     }
   }
 }

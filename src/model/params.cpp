@@ -2,6 +2,10 @@
 
 #include <cmath>
 
+#ifdef __SSE__
+#include <immintrin.h>
+#endif
+
 namespace fieldfm {
 
 int StateCount(OptimizerType t) {
@@ -76,19 +80,57 @@ void BiasCorrections(const OptimizerConfig& c, uint64_t step, float* bc1, float*
 
 }  // namespace
 
-void UpdateSlot(const OptimizerConfig& c, float lambda, uint64_t step, float* slot, const float* grad, uint32_t n) {
+namespace {
+
+// AdaGrad on slots of 4 weights followed by 4 accumulators (k = 4, the common
+// FFM case): one SSE vector per slot. 1/sqrt is the hardware estimate refined
+// by one Newton step (relative error ~1e-7, no division in the loop).
+void AdaGradRow4(float lr, float lambda, float* row, const float* grad, uint32_t slots, uint32_t slot_stride) {
+#ifdef __SSE__
+  const __m128 vlr = _mm_set1_ps(lr), vlambda = _mm_set1_ps(lambda);
+  const __m128 half = _mm_set1_ps(0.5f), three = _mm_set1_ps(3.0f);
+  for (uint32_t s = 0; s < slots; ++s) {
+    float* w = row + size_t(s) * slot_stride;
+    const __m128 wv = _mm_loadu_ps(w);
+    const __m128 g = _mm_add_ps(_mm_loadu_ps(grad + 4 * s), _mm_mul_ps(vlambda, wv));
+    const __m128 acc = _mm_add_ps(_mm_loadu_ps(w + 4), _mm_mul_ps(g, g));
+    _mm_storeu_ps(w + 4, acc);
+    __m128 r = _mm_rsqrt_ps(acc);  // r' = r (3 - acc r²) / 2
+    r = _mm_mul_ps(_mm_mul_ps(half, r), _mm_sub_ps(three, _mm_mul_ps(acc, _mm_mul_ps(r, r))));
+    _mm_storeu_ps(w, _mm_sub_ps(wv, _mm_mul_ps(_mm_mul_ps(vlr, g), r)));
+  }
+#else
+  for (uint32_t s = 0; s < slots; ++s) {
+    float* w = row + size_t(s) * slot_stride;
+    for (int d = 0; d < 4; ++d) {
+      const float g = grad[4 * s + d] + lambda * w[d];
+      w[4 + d] += g * g;
+      w[d] -= lr * g / std::sqrt(w[4 + d]);
+    }
+  }
+#endif
+}
+
+}  // namespace
+
+void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row, const float* grad, uint32_t slots,
+               uint32_t k, uint32_t slot_stride) {
+  if (c.type == OptimizerType::kAdaGrad && k == 4) return AdaGradRow4(c.lr, lambda, row, grad, slots, slot_stride);
   float bc1, bc2;
   BiasCorrections(c, step, &bc1, &bc2);
-  if (c.type == OptimizerType::kAdaGrad) {  // the hot case: keep it simple enough to vectorise
-    float* acc = slot + n;
-    for (uint32_t d = 0; d < n; ++d) {
-      const float g = grad[d] + lambda * slot[d];
-      acc[d] += g * g;
-      slot[d] -= c.lr * g / std::sqrt(acc[d]);
+  for (uint32_t s = 0; s < slots; ++s) {
+    float* slot = row + size_t(s) * slot_stride;
+    const float* g = grad + size_t(s) * k;
+    if (c.type == OptimizerType::kAdaGrad) {
+      for (uint32_t d = 0; d < k; ++d) {
+        const float gd = g[d] + lambda * slot[d];
+        slot[k + d] += gd * gd;
+        slot[d] -= c.lr * gd / std::sqrt(slot[k + d]);
+      }
+    } else {
+      for (uint32_t d = 0; d < k; ++d) UpdateOne(c, lambda, bc1, bc2, slot + d, slot + k + d, slot + 2 * k + d, g[d]);
     }
-    return;
   }
-  for (uint32_t d = 0; d < n; ++d) UpdateOne(c, lambda, bc1, bc2, slot + d, slot + n + d, slot + 2 * n + d, grad[d]);
 }
 
 void UpdateDense(const OptimizerConfig& c, float lambda, uint64_t step, DenseParam* p, const float* grad) {

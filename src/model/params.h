@@ -92,10 +92,11 @@ struct OptimizerConfig {
   float ftrl_beta = 1.0f, ftrl_l1 = 0.0f;  // FTRL-proximal; lr is alpha, lambda is its L2
 };
 
-// One optimizer step on `n` weights laid out as [w(n) | state...] with stride
-// `n` between the weight block and each state block (the slot layout above).
+// A whole sparse row: `slots` slots of k weights (+ state), stride slot_stride,
+// gradient slots packed (k apart). The hot loop of every sparse model.
 // `step` is the 1-based global step for Adam's bias correction.
-void UpdateSlot(const OptimizerConfig& c, float lambda, uint64_t step, float* slot, const float* grad, uint32_t n);
+void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row, const float* grad, uint32_t slots,
+               uint32_t k, uint32_t slot_stride);
 void UpdateDense(const OptimizerConfig& c, float lambda, uint64_t step, DenseParam* p, const float* grad);
 
 // Fills the optimizer state of a freshly initialised table / dense param.
