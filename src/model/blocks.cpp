@@ -1,0 +1,632 @@
+#include "model/blocks.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace fieldfm {
+
+RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training) {
+  if (f.field >= store.num_fields) return {};
+  if (f.index < t.rows && (training || store.known.empty() || store.known[f.index]))
+    return {t.row(f.index), t.slot_stride()};
+  if (training || t.unseen.empty()) return {};
+  return {t.unseen_row(f.field), t.k};
+}
+
+namespace {
+
+inline float WeightOf(const BatchView& b, size_t r) { return b.weights ? b.weights[r] : 1.0f; }
+
+// dst += a * src over n floats; the a == 1 case (one-hot data) skips the multiply.
+inline void Axpy(float a, const float* src, float* dst, uint32_t n) {
+  if (a == 1.0f) {
+    for (uint32_t d = 0; d < n; ++d) dst[d] += src[d];
+  } else {
+    for (uint32_t d = 0; d < n; ++d) dst[d] += a * src[d];
+  }
+}
+
+// ---- sparse input blocks ---------------------------------------------------
+
+class LinearBlock : public Block {
+ public:
+  LinearBlock(ParamStore* store, SparseTable* t) : store_(store), t_(t) { grad_.width = 1; }
+  std::string kind() const override { return "linear"; }
+  int out_dim() const override { return 1; }
+  void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
+    out->resize(b.rows, 1);
+    for (size_t r = 0; r < b.rows; ++r) {
+      float s = 0;
+      for (const Feature& f : b.row(r)) {
+        RowRef rr = ResolveRow(*store_, *t_, f, ctx.training);
+        if (rr.p) s += f.value * rr.p[0];
+      }
+      (*out)(r, 0) = s;
+    }
+  }
+  void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
+                const RunContext&) override {
+    for (size_t r = 0; r < b.rows; ++r)
+      for (const Feature& f : b.row(r)) {
+        if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
+        *grad_.Append(f.index) = f.value * dout(r, 0);
+      }
+  }
+  void ZeroGrad() override { grad_.clear(); }
+  void Grads(std::vector<DenseGradRef>*, std::vector<SparseGradRef>* s) override { s->push_back({"linear", t_, &grad_}); }
+
+ private:
+  ParamStore* store_;
+  SparseTable* t_;
+  SparseGrad grad_;
+};
+
+// Shared by plain (slots = 1) and field-aware (slots = F) embeddings: the
+// output row holds, for each field f, `slots` pooled vectors of k.
+class EmbeddingBlock : public Block {
+ public:
+  EmbeddingBlock(ParamStore* store, SparseTable* t, bool mean, std::string kind)
+      : store_(store), t_(t), mean_(mean), kind_(std::move(kind)), counts_(store->num_fields) {
+    grad_.width = t->slots * t->k;
+  }
+  std::string kind() const override { return kind_; }
+  int out_dim() const override { return int(store_->num_fields * t_->slots * t_->k); }
+
+  void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
+    if (t_->k == 4) return ForwardK<4>(b, out, ctx);
+    return ForwardK<0>(b, out, ctx);
+  }
+
+  // K > 0: the latent dimension known at compile time (vectorised inner loop).
+  template <int K>
+  void ForwardK(const BatchView& b, Mat* out, const RunContext& ctx) {
+    const uint32_t slots = t_->slots, k = K > 0 ? K : t_->k, width = slots * k;
+    out->setZero(b.rows, out_dim());
+    for (size_t r = 0; r < b.rows; ++r) {
+      float* o = out->row(r).data();
+      if (mean_) std::fill(counts_.begin(), counts_.end(), 0u);
+      // Start every feature's (random, likely uncached) row load at once.
+      const size_t row_bytes = t_->row_stride() * sizeof(float);
+      for (const Feature& f : b.row(r))
+        if (f.index < t_->rows) {
+          const char* p = reinterpret_cast<const char*>(t_->row(f.index));
+          for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+        }
+      for (const Feature& f : b.row(r)) {
+        RowRef rr = ResolveRow(*store_, *t_, f, ctx.training);
+        if (!rr.p) continue;
+        float* e = o + size_t(f.field) * width;
+        if (rr.slot_stride == k) {
+          Axpy(f.value, rr.p, e, width);
+        } else if constexpr (K > 0) {
+          const float x = f.value;
+          for (uint32_t g = 0; g < slots; ++g) {
+            const float* src = rr.p + g * rr.slot_stride;
+            for (int d = 0; d < K; ++d) e[g * K + d] += x * src[d];
+          }
+        } else {
+          for (uint32_t g = 0; g < slots; ++g) Axpy(f.value, rr.p + g * rr.slot_stride, e + g * k, k);
+        }
+        if (mean_) ++counts_[f.field];
+      }
+      if (mean_)
+        for (uint32_t f = 0; f < store_->num_fields; ++f)
+          if (counts_[f] > 1)
+            for (uint32_t d = 0; d < width; ++d) o[f * width + d] /= float(counts_[f]);
+    }
+  }
+
+  void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
+                const RunContext&) override {
+    const uint32_t width = t_->slots * t_->k;
+    for (size_t r = 0; r < b.rows; ++r) {
+      const float* go = dout.row(r).data();
+      if (mean_) {
+        std::fill(counts_.begin(), counts_.end(), 0u);
+        for (const Feature& f : b.row(r))
+          if (f.field < store_->num_fields && f.index < t_->rows) ++counts_[f.field];
+      }
+      for (const Feature& f : b.row(r)) {
+        if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
+        const float scale = mean_ ? f.value / float(counts_[f.field]) : f.value;
+        float* g = grad_.Append(f.index);
+        const float* src = go + size_t(f.field) * width;
+        for (uint32_t d = 0; d < width; ++d) g[d] = scale * src[d];
+      }
+    }
+  }
+  void ZeroGrad() override { grad_.clear(); }
+  void Grads(std::vector<DenseGradRef>*, std::vector<SparseGradRef>* s) override { s->push_back({kind_, t_, &grad_}); }
+
+ private:
+  ParamStore* store_;
+  SparseTable* t_;
+  bool mean_;
+  std::string kind_;
+  std::vector<uint32_t> counts_;
+  SparseGrad grad_;
+};
+
+// ---- interactions ----------------------------------------------------------
+
+class FmBlock : public Block {
+ public:
+  FmBlock(uint32_t fields, uint32_t k, bool per_dim) : F_(fields), k_(k), per_dim_(per_dim), sum_(k) {}
+  std::string kind() const override { return per_dim_ ? "bi_interaction" : "fm"; }
+  int out_dim() const override { return per_dim_ ? int(k_) : 1; }
+  void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
+    const Mat& e = *in[0];
+    out->resize(b.rows, out_dim());
+    for (size_t r = 0; r < b.rows; ++r) {
+      const float* x = e.row(r).data();
+      for (uint32_t d = 0; d < k_; ++d) {
+        float s = 0, sq = 0;
+        for (uint32_t f = 0; f < F_; ++f) {
+          const float v = x[f * k_ + d];
+          s += v;
+          sq += v * v;
+        }
+        sum_[d] = 0.5f * (s * s - sq);
+      }
+      if (per_dim_) {
+        for (uint32_t d = 0; d < k_; ++d) (*out)(r, d) = sum_[d];
+      } else {
+        float t = 0;
+        for (uint32_t d = 0; d < k_; ++d) t += sum_[d];
+        (*out)(r, 0) = t;
+      }
+    }
+  }
+  void Backward(const BatchView& b, std::span<const Mat* const> in, const Mat&, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    const Mat& e = *in[0];
+    Mat& de = *din[0];
+    for (size_t r = 0; r < b.rows; ++r) {
+      const float* x = e.row(r).data();
+      float* g = de.row(r).data();
+      for (uint32_t d = 0; d < k_; ++d) {
+        float s = 0;
+        for (uint32_t f = 0; f < F_; ++f) s += x[f * k_ + d];
+        const float go = per_dim_ ? dout(r, d) : dout(r, 0);
+        for (uint32_t f = 0; f < F_; ++f) g[f * k_ + d] += go * (s - x[f * k_ + d]);
+      }
+    }
+  }
+
+ private:
+  uint32_t F_, k_;
+  bool per_dim_;
+  std::vector<float> sum_;
+};
+
+class FfmBlock : public Block {
+ public:
+  FfmBlock(uint32_t fields, uint32_t k) : F_(fields), k_(k) {}
+  std::string kind() const override { return "ffm"; }
+  int out_dim() const override { return 1; }
+  void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
+    out->resize(b.rows, 1);
+    for (size_t r = 0; r < b.rows; ++r)
+      (*out)(r, 0) = k_ == 4 ? RowScore<4>(in[0]->row(r).data()) : RowScore<0>(in[0]->row(r).data());
+  }
+  void Backward(const BatchView& b, std::span<const Mat* const> in, const Mat&, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    for (size_t r = 0; r < b.rows; ++r) {
+      if (k_ == 4) {
+        RowGrad<4>(in[0]->row(r).data(), dout(r, 0), din[0]->row(r).data());
+      } else {
+        RowGrad<0>(in[0]->row(r).data(), dout(r, 0), din[0]->row(r).data());
+      }
+    }
+  }
+
+ private:
+  // K > 0: k known at compile time, so the length-k loops vectorise.
+  template <int K>
+  float RowScore(const float* x) const {
+    const uint32_t k = K > 0 ? K : k_;
+    const size_t fk = size_t(F_) * k;
+    float t = 0;
+    for (uint32_t f = 0; f < F_; ++f)
+      for (uint32_t g = f + 1; g < F_; ++g) {
+        const float* a = x + f * fk + g * k;  // e_{f,g}
+        const float* c = x + g * fk + f * k;  // e_{g,f}
+        for (uint32_t d = 0; d < k; ++d) t += a[d] * c[d];
+      }
+    return t;
+  }
+  template <int K>
+  void RowGrad(const float* x, float go, float* gx) const {
+    const uint32_t k = K > 0 ? K : k_;
+    const size_t fk = size_t(F_) * k;
+    for (uint32_t f = 0; f < F_; ++f)
+      for (uint32_t g = f + 1; g < F_; ++g) {
+        const size_t a = f * fk + g * k, c = g * fk + f * k;
+        for (uint32_t d = 0; d < k; ++d) {
+          gx[a + d] += go * x[c + d];
+          gx[c + d] += go * x[a + d];
+        }
+      }
+  }
+
+  uint32_t F_, k_;
+};
+
+class FieldPairBlock : public Block {
+ public:
+  FieldPairBlock(uint32_t fields, uint32_t k, bool sum) : F_(fields), k_(k), sum_(sum) {}
+  std::string kind() const override { return sum_ ? "field_pairs_sum" : "field_pairs"; }
+  int out_dim() const override { return sum_ ? int(k_) : int(F_ * (F_ - 1) / 2 * k_); }
+  void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
+    const Mat& e = *in[0];
+    out->setZero(b.rows, out_dim());
+    const size_t fk = size_t(F_) * k_;
+    for (size_t r = 0; r < b.rows; ++r) {
+      const float* x = e.row(r).data();
+      float* o = out->row(r).data();
+      size_t p = 0;
+      for (uint32_t f = 0; f < F_; ++f)
+        for (uint32_t g = f + 1; g < F_; ++g, ++p) {
+          const float* a = x + f * fk + g * k_;
+          const float* c = x + g * fk + f * k_;
+          float* dst = sum_ ? o : o + p * k_;
+          for (uint32_t d = 0; d < k_; ++d) dst[d] += a[d] * c[d];
+        }
+    }
+  }
+  void Backward(const BatchView& b, std::span<const Mat* const> in, const Mat&, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    const Mat& e = *in[0];
+    const size_t fk = size_t(F_) * k_;
+    for (size_t r = 0; r < b.rows; ++r) {
+      const float* x = e.row(r).data();
+      const float* go = dout.row(r).data();
+      float* gx = din[0]->row(r).data();
+      size_t p = 0;
+      for (uint32_t f = 0; f < F_; ++f)
+        for (uint32_t g = f + 1; g < F_; ++g, ++p) {
+          const size_t a = f * fk + g * k_, c = g * fk + f * k_;
+          const float* gp = sum_ ? go : go + p * k_;
+          for (uint32_t d = 0; d < k_; ++d) {
+            gx[a + d] += gp[d] * x[c + d];
+            gx[c + d] += gp[d] * x[a + d];
+          }
+        }
+    }
+  }
+
+ private:
+  uint32_t F_, k_;
+  bool sum_;
+};
+
+// ---- dense blocks ----------------------------------------------------------
+
+class BiasBlock : public Block {
+ public:
+  explicit BiasBlock(DenseParam* b) : b_(b), grad_(1, 0.0f) {}
+  std::string kind() const override { return "bias"; }
+  int out_dim() const override { return 1; }
+  void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext&) override {
+    out->setConstant(b.rows, 1, b_->w[0]);
+  }
+  void Backward(const BatchView&, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
+                const RunContext&) override {
+    grad_[0] += dout.sum();
+  }
+  void ZeroGrad() override { grad_[0] = 0; }
+  void Grads(std::vector<DenseGradRef>* d, std::vector<SparseGradRef>*) override { d->push_back({"bias", b_, &grad_}); }
+
+ private:
+  DenseParam* b_;
+  FloatVec grad_;
+};
+
+class DenseBlock : public Block {
+ public:
+  DenseBlock(DenseParam* w, DenseParam* b, int in, int out, std::string name)
+      : w_(w), b_(b), in_(in), out_(out), name_(std::move(name)), gw_(size_t(in) * out, 0.0f), gb_(out, 0.0f) {}
+  std::string kind() const override { return "dense"; }
+  int out_dim() const override { return out_; }
+  void Forward(const BatchView&, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
+    Eigen::Map<const Mat> W(w_->w.data(), in_, out_);
+    Eigen::Map<const Eigen::RowVectorXf> bias(b_->w.data(), out_);
+    out->noalias() = *in[0] * W;
+    out->rowwise() += bias;
+  }
+  void Backward(const BatchView&, std::span<const Mat* const> in, const Mat&, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    Eigen::Map<const Mat> W(w_->w.data(), in_, out_);
+    Eigen::Map<Mat> GW(gw_.data(), in_, out_);
+    Eigen::Map<Eigen::RowVectorXf> GB(gb_.data(), out_);
+    GW.noalias() += in[0]->transpose() * dout;
+    GB += dout.colwise().sum();
+    if (din[0]) din[0]->noalias() += dout * W.transpose();
+  }
+  void ZeroGrad() override {
+    std::fill(gw_.begin(), gw_.end(), 0.0f);
+    std::fill(gb_.begin(), gb_.end(), 0.0f);
+  }
+  void Grads(std::vector<DenseGradRef>* d, std::vector<SparseGradRef>*) override {
+    d->push_back({name_ + ".w", w_, &gw_});
+    d->push_back({name_ + ".b", b_, &gb_});
+  }
+
+ private:
+  DenseParam *w_, *b_;
+  int in_, out_;
+  std::string name_;
+  FloatVec gw_, gb_;
+};
+
+class ActivationBlock : public Block {
+ public:
+  ActivationBlock(Activation a, int dim) : a_(a), dim_(dim) {}
+  std::string kind() const override { return std::string(Name(a_)); }
+  int out_dim() const override { return dim_; }
+  void Forward(const BatchView&, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
+    const Mat& x = *in[0];
+    switch (a_) {
+      case Activation::kRelu: *out = x.cwiseMax(0.0f); break;
+      case Activation::kTanh: *out = x.array().tanh(); break;
+      case Activation::kSigmoid: *out = (1.0f + (-x.array()).exp()).inverse(); break;
+      case Activation::kIdentity: *out = x; break;
+    }
+  }
+  void Backward(const BatchView&, std::span<const Mat* const> in, const Mat& out, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    Mat& g = *din[0];
+    switch (a_) {
+      case Activation::kRelu: g.array() += dout.array() * (in[0]->array() > 0.0f).cast<float>(); break;
+      case Activation::kTanh: g.array() += dout.array() * (1.0f - out.array().square()); break;
+      case Activation::kSigmoid: g.array() += dout.array() * out.array() * (1.0f - out.array()); break;
+      case Activation::kIdentity: g += dout; break;
+    }
+  }
+
+ private:
+  Activation a_;
+  int dim_;
+};
+
+inline uint64_t Mix64(uint64_t z) {  // splitmix64 finaliser
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+class DropoutBlock : public Block {
+ public:
+  DropoutBlock(float p, int dim, uint64_t salt) : p_(p), dim_(dim), salt_(salt) {}
+  std::string kind() const override { return "dropout"; }
+  int out_dim() const override { return dim_; }
+  void Forward(const BatchView&, std::span<const Mat* const> in, Mat* out, const RunContext& ctx) override {
+    const Mat& x = *in[0];
+    if (!ctx.training || p_ <= 0.0f) {
+      *out = x;
+      mask_.resize(0, 0);
+      return;
+    }
+    // Inverted dropout; the mask is a pure function of (batch seed, block, position),
+    // so a resumed run draws the same masks as an uninterrupted one.
+    mask_.resize(x.rows(), x.cols());
+    const uint64_t base = Mix64(ctx.seed ^ Mix64(salt_));
+    const float keep_scale = 1.0f / (1.0f - p_);
+    const uint64_t threshold = uint64_t(double(p_) * 18446744073709551615.0);
+    for (Eigen::Index i = 0; i < mask_.size(); ++i)
+      mask_.data()[i] = Mix64(base + uint64_t(i)) >= threshold ? keep_scale : 0.0f;
+    *out = x.cwiseProduct(mask_);
+  }
+  void Backward(const BatchView&, std::span<const Mat* const>, const Mat&, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    if (mask_.size() == 0) {
+      *din[0] += dout;
+    } else {
+      din[0]->array() += dout.array() * mask_.array();
+    }
+  }
+
+ private:
+  float p_;
+  int dim_;
+  uint64_t salt_;
+  Mat mask_;
+};
+
+class BatchNormBlock : public Block {
+ public:
+  BatchNormBlock(DenseParam* gamma, DenseParam* beta, DenseParam* rm, DenseParam* rv, int dim, std::string name)
+      : gamma_(gamma), beta_(beta), rm_(rm), rv_(rv), dim_(dim), name_(std::move(name)), gg_(dim, 0.0f),
+        gb_(dim, 0.0f) {}
+  std::string kind() const override { return "batch_norm"; }
+  int out_dim() const override { return dim_; }
+  void Forward(const BatchView&, std::span<const Mat* const> in, Mat* out, const RunContext& ctx) override {
+    const Mat& x = *in[0];
+    Eigen::Map<const Eigen::RowVectorXf> gamma(gamma_->w.data(), dim_), beta(beta_->w.data(), dim_);
+    Eigen::Map<Eigen::RowVectorXf> rm(rm_->w.data(), dim_), rv(rv_->w.data(), dim_);
+    batch_stats_ = ctx.training;
+    if (ctx.training) {
+      mean_ = x.colwise().mean();
+      xhat_ = x.rowwise() - mean_;
+      Eigen::RowVectorXf var = xhat_.array().square().colwise().mean();
+      inv_std_ = (var.array() + kEps).rsqrt();
+      xhat_.array().rowwise() *= inv_std_.array();
+      rm = kMomentum * rm + (1 - kMomentum) * mean_;
+      rv = kMomentum * rv + (1 - kMomentum) * var;
+    } else {
+      inv_std_ = (rv.array() + kEps).rsqrt();
+      xhat_ = x.rowwise() - rm;
+      xhat_.array().rowwise() *= inv_std_.array();
+    }
+    *out = xhat_.array().rowwise() * gamma.array();
+    out->rowwise() += beta;
+  }
+  void Backward(const BatchView&, std::span<const Mat* const>, const Mat&, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    Eigen::Map<const Eigen::RowVectorXf> gamma(gamma_->w.data(), dim_);
+    Eigen::Map<Eigen::RowVectorXf> gg(gg_.data(), dim_), gb(gb_.data(), dim_);
+    gg += (dout.array() * xhat_.array()).matrix().colwise().sum();
+    gb += dout.colwise().sum();
+    if (!batch_stats_) {  // running statistics are constants: a per-unit affine map
+      din[0]->array() += dout.array().rowwise() * (gamma.array() * inv_std_.array());
+      return;
+    }
+    // dx = γ/σ · (dy − mean(dy) − x̂ · mean(dy ⊙ x̂))
+    const float n = float(dout.rows());
+    Eigen::RowVectorXf mean_dy = dout.colwise().sum() / n;
+    Eigen::RowVectorXf mean_dyx = (dout.array() * xhat_.array()).matrix().colwise().sum() / n;
+    Mat t = dout.rowwise() - mean_dy;
+    t.array() -= xhat_.array().rowwise() * mean_dyx.array();
+    t.array().rowwise() *= (gamma.array() * inv_std_.array());
+    *din[0] += t;
+  }
+  void ZeroGrad() override {
+    std::fill(gg_.begin(), gg_.end(), 0.0f);
+    std::fill(gb_.begin(), gb_.end(), 0.0f);
+  }
+  void Grads(std::vector<DenseGradRef>* d, std::vector<SparseGradRef>*) override {
+    d->push_back({name_ + ".gamma", gamma_, &gg_});
+    d->push_back({name_ + ".beta", beta_, &gb_});
+  }
+
+ private:
+  static constexpr float kEps = 1e-5f, kMomentum = 0.9f;
+  DenseParam *gamma_, *beta_, *rm_, *rv_;
+  int dim_;
+  std::string name_;
+  FloatVec gg_, gb_;
+  Eigen::RowVectorXf mean_, inv_std_;
+  Mat xhat_;
+  bool batch_stats_ = false;  // the last Forward normalised with batch statistics
+};
+
+class ConcatBlock : public Block {
+ public:
+  explicit ConcatBlock(std::vector<int> dims) : dims_(std::move(dims)) {
+    for (int d : dims_) total_ += d;
+  }
+  std::string kind() const override { return "concat"; }
+  int out_dim() const override { return total_; }
+  void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
+    out->resize(b.rows, total_);
+    int col = 0;
+    for (size_t i = 0; i < dims_.size(); ++i) {
+      out->middleCols(col, dims_[i]) = *in[i];
+      col += dims_[i];
+    }
+  }
+  void Backward(const BatchView&, std::span<const Mat* const>, const Mat&, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    int col = 0;
+    for (size_t i = 0; i < dims_.size(); ++i) {
+      if (din[i]) *din[i] += dout.middleCols(col, dims_[i]);
+      col += dims_[i];
+    }
+  }
+
+ private:
+  std::vector<int> dims_;
+  int total_ = 0;
+};
+
+class SumBlock : public Block {
+ public:
+  explicit SumBlock(int dim) : dim_(dim) {}
+  std::string kind() const override { return "sum"; }
+  int out_dim() const override { return dim_; }
+  void Forward(const BatchView&, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
+    *out = *in[0];
+    for (size_t i = 1; i < in.size(); ++i) *out += *in[i];
+  }
+  void Backward(const BatchView&, std::span<const Mat* const>, const Mat&, const Mat& dout,
+                std::span<Mat* const> din, const RunContext&) override {
+    for (Mat* d : din)
+      if (d) *d += dout;
+  }
+
+ private:
+  int dim_;
+};
+
+}  // namespace
+
+// ---- loss --------------------------------------------------------------------
+
+void LossBlock::Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) {
+  const Mat& phi = *in[0];
+  out->resize(b.rows, 1);
+  loss_sum_ = weight_sum_ = 0;
+  for (size_t r = 0; r < b.rows; ++r) {
+    const double z = phi(r, 0);
+    const double w = use_weights_ ? WeightOf(b, r) : 1.0;
+    const double y = b.labels ? b.labels[r] : 0.0;
+    double pred, loss;
+    if (loss_ == LossType::kSquared) {
+      pred = z;
+      loss = 0.5 * (z - y) * (z - y);
+    } else {
+      pred = 1.0 / (1.0 + std::exp(-z));
+      if (loss_ == LossType::kLogloss) {
+        // softplus(z) − y z, stable for large |z|.
+        loss = std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))) - y * z;
+      } else {
+        loss = 0.5 * (pred - y) * (pred - y);
+      }
+    }
+    (*out)(r, 0) = float(pred);
+    loss_sum_ += w * loss;
+    weight_sum_ += w;
+  }
+}
+
+void LossBlock::Backward(const BatchView& b, std::span<const Mat* const>, const Mat& out, const Mat&,
+                         std::span<Mat* const> din, const RunContext&) {
+  Mat& g = *din[0];
+  for (size_t r = 0; r < b.rows; ++r) {
+    const float w = use_weights_ ? WeightOf(b, r) : 1.0f;
+    const float y = b.labels ? b.labels[r] : 0.0f;
+    const float p = out(r, 0);
+    float d = p - y;  // logloss through σ, and squared error through identity
+    if (loss_ == LossType::kRate) d *= p * (1 - p);
+    g(r, 0) += w * d;
+  }
+}
+
+// ---- factories ---------------------------------------------------------------
+
+std::unique_ptr<Block> MakeLinear(ParamStore* store, SparseTable* table) {
+  return std::make_unique<LinearBlock>(store, table);
+}
+std::unique_ptr<Block> MakeEmbeddingPool(ParamStore* store, SparseTable* table, bool mean) {
+  return std::make_unique<EmbeddingBlock>(store, table, mean, "embedding");
+}
+std::unique_ptr<Block> MakeFieldAwareEmbedding(ParamStore* store, SparseTable* table, bool mean) {
+  return std::make_unique<EmbeddingBlock>(store, table, mean, "field_aware_embedding");
+}
+std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k) {
+  return std::make_unique<FmBlock>(fields, k, false);
+}
+std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k) { return std::make_unique<FfmBlock>(fields, k); }
+std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k) {
+  return std::make_unique<FmBlock>(fields, k, true);
+}
+std::unique_ptr<Block> MakeFieldPairProducts(uint32_t fields, uint32_t k, bool sum) {
+  return std::make_unique<FieldPairBlock>(fields, k, sum);
+}
+std::unique_ptr<Block> MakeBias(DenseParam* b) { return std::make_unique<BiasBlock>(b); }
+std::unique_ptr<Block> MakeDense(DenseParam* w, DenseParam* b, int in, int out, std::string name) {
+  return std::make_unique<DenseBlock>(w, b, in, out, std::move(name));
+}
+std::unique_ptr<Block> MakeActivation(Activation a, int dim) { return std::make_unique<ActivationBlock>(a, dim); }
+std::unique_ptr<Block> MakeDropout(float p, int dim, uint64_t salt) {
+  return std::make_unique<DropoutBlock>(p, dim, salt);
+}
+std::unique_ptr<Block> MakeBatchNorm(DenseParam* gamma, DenseParam* beta, DenseParam* running_mean,
+                                     DenseParam* running_var, int dim, std::string name) {
+  return std::make_unique<BatchNormBlock>(gamma, beta, running_mean, running_var, dim, std::move(name));
+}
+std::unique_ptr<Block> MakeConcat(std::vector<int> dims) { return std::make_unique<ConcatBlock>(std::move(dims)); }
+std::unique_ptr<Block> MakeSum(int dim) { return std::make_unique<SumBlock>(dim); }
+
+}  // namespace fieldfm

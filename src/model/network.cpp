@@ -1,0 +1,262 @@
+#include "model/network.h"
+
+#include <cmath>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace fieldfm {
+
+namespace {
+
+uint64_t Mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Deterministic uniform stream per (seed, parameter name).
+class InitRng {
+ public:
+  InitRng(uint64_t seed, const std::string& name) : s_(Mix(seed)) {
+    for (char c : name) s_ = Mix(s_ ^ uint8_t(c));
+  }
+  float Uniform(float lo, float hi) {
+    s_ = Mix(s_);
+    return lo + (hi - lo) * float(double(s_ >> 11) * 0x1.0p-53);
+  }
+
+ private:
+  uint64_t s_;
+};
+
+// Initial embedding weights: U(−kEmbeddingInit, kEmbeddingInit). Small, so the
+// F(F−1)/2 pair terms of a fresh FFM stay near 0 without instance normalisation.
+constexpr float kEmbeddingInit = 0.1f;
+
+}  // namespace
+
+// Creates or checks parameters while the model declarations add blocks.
+class GraphBuilder {
+ public:
+  GraphBuilder(Network* net, ParamStore* store, uint64_t seed) : net_(net), store_(store), seed_(seed) {}
+
+  SparseTable* Table(const std::string& name, uint32_t slots, uint32_t k, float init) {
+    auto [it, created] = store_->sparse.try_emplace(name);
+    SparseTable& t = it->second;
+    if (created) {
+      t.rows = store_->num_indices;
+      t.slots = slots;
+      t.k = k;
+      t.state = uint32_t(store_->state);
+      t.data.assign(t.rows * t.row_stride(), 0.0f);
+      if (init > 0) {
+        InitRng rng(seed_, name);
+        const uint32_t ss = t.slot_stride();
+        for (uint64_t s = 0; s < t.rows * slots; ++s)
+          for (uint32_t d = 0; d < k; ++d) t.data[s * ss + d] = rng.Uniform(-init, init);
+      }
+    } else if (t.rows != store_->num_indices || t.slots != slots || t.k != k) {
+      Fail(fmt::format("parameter '{}' has shape {}x{}x{}, the model needs {}x{}x{}", name, t.rows, t.slots, t.k,
+                       store_->num_indices, slots, k));
+    }
+    return &t;
+  }
+
+  enum class Init { kZero, kOne, kGlorot };
+  DenseParam* Dense(const std::string& name, size_t size, Init init, int fan_in = 0, int fan_out = 0,
+                    bool trainable = true, bool l2 = false) {
+    auto [it, created] = store_->dense.try_emplace(name);
+    DenseParam& p = it->second;
+    p.trainable = trainable;
+    p.l2 = l2;
+    if (created) {
+      p.w.assign(size, init == Init::kOne ? 1.0f : 0.0f);
+      if (init == Init::kGlorot) {
+        InitRng rng(seed_, name);
+        const float limit = std::sqrt(6.0f / float(fan_in + fan_out));
+        for (float& v : p.w) v = rng.Uniform(-limit, limit);
+      }
+    } else if (p.w.size() != size) {
+      Fail(fmt::format("parameter '{}' has {} values, the model needs {}", name, p.w.size(), size));
+    }
+    return &p;
+  }
+
+  int Add(std::unique_ptr<Block> b, std::vector<int> inputs) { return net_->Add(std::move(b), std::move(inputs)); }
+  int out_dim(int node) const { return net_->out_dim(node); }
+  ParamStore* store() { return store_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  void Fail(std::string msg) {
+    if (error_.empty()) error_ = std::move(msg);
+  }
+  Network* net_;
+  ParamStore* store_;
+  uint64_t seed_;
+  std::string error_;
+};
+
+namespace {
+
+// ---- the seven models, as graphs of blocks -------------------------------
+
+struct Declare {
+  const ModelSpec& s;
+  GraphBuilder& g;
+
+  int Bias() { return g.Add(MakeBias(g.Dense("bias", 1, GraphBuilder::Init::kZero)), {}); }
+  int Linear() { return g.Add(MakeLinear(g.store(), g.Table("linear", 1, 1, 0.0f)), {}); }
+  int Embedding() {
+    return g.Add(MakeEmbeddingPool(g.store(), g.Table("embedding", 1, s.k, kEmbeddingInit), s.mean_pooling), {});
+  }
+  int FieldAwareEmbedding() {
+    return g.Add(MakeFieldAwareEmbedding(g.store(), g.Table("field_aware_embedding", s.num_fields, s.k,
+                                                              kEmbeddingInit),
+                                         s.mean_pooling),
+                 {});
+  }
+  int Fm(int e) { return g.Add(MakeFmSecondOrder(s.num_fields, s.k), {e}); }
+  int Ffm(int e) { return g.Add(MakeFfmSecondOrder(s.num_fields, s.k), {e}); }
+  int BiInteraction(int e) { return g.Add(MakeBiInteraction(s.num_fields, s.k), {e}); }
+  int FieldPairs(int e) { return g.Add(MakeFieldPairProducts(s.num_fields, s.k, s.nffm_sum_pairs), {e}); }
+
+  // Dense -> [batch norm] -> activation -> [dropout] per hidden layer, then one linear unit.
+  int Mlp(int x) {
+    using Init = GraphBuilder::Init;
+    int dim = g.out_dim(x);
+    for (size_t i = 0; i < s.hidden.size(); ++i) {
+      const int h = s.hidden[i];
+      const std::string name = fmt::format("mlp{}", i);
+      x = g.Add(MakeDense(g.Dense(name + ".w", size_t(dim) * h, Init::kGlorot, dim, h, true, true),
+                          g.Dense(name + ".b", h, Init::kZero), dim, h, name),
+                {x});
+      if (s.batch_norm) {
+        const std::string bn = fmt::format("bn{}", i);
+        x = g.Add(MakeBatchNorm(g.Dense(bn + ".gamma", h, Init::kOne), g.Dense(bn + ".beta", h, Init::kZero),
+                                g.Dense(bn + ".running_mean", h, Init::kZero, 0, 0, false),
+                                g.Dense(bn + ".running_var", h, Init::kOne, 0, 0, false), h, bn),
+                  {x});
+      }
+      x = g.Add(MakeActivation(s.activation, h), {x});
+      if (s.dropout > 0) x = g.Add(MakeDropout(s.dropout, h, i + 1), {x});
+      dim = h;
+    }
+    return g.Add(MakeDense(g.Dense("mlp_out.w", dim, Init::kGlorot, dim, 1, true, true),
+                           g.Dense("mlp_out.b", 1, Init::kZero), dim, 1, "mlp_out"),
+                 {x});
+  }
+
+  // Returns the node holding the score φ.
+  int Model() {
+    std::vector<int> terms{Bias(), Linear()};
+    switch (s.type) {
+      case ModelType::kLr: break;
+      case ModelType::kFm: terms.push_back(Fm(Embedding())); break;
+      case ModelType::kFfm: terms.push_back(Ffm(FieldAwareEmbedding())); break;
+      case ModelType::kDeepFm: {
+        const int e = Embedding();
+        terms.push_back(Fm(e));
+        terms.push_back(Mlp(e));
+        break;
+      }
+      case ModelType::kNfm: terms.push_back(Mlp(BiInteraction(Embedding()))); break;
+      case ModelType::kDeepFfm: {
+        const int e = FieldAwareEmbedding();
+        terms.push_back(Ffm(e));
+        terms.push_back(Mlp(e));
+        break;
+      }
+      case ModelType::kNffm: terms.push_back(Mlp(FieldPairs(FieldAwareEmbedding()))); break;
+    }
+    return g.Add(MakeSum(1), terms);
+  }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Network>> Network::Build(const ModelSpec& spec, ParamStore* store, bool use_weights,
+                                                uint64_t init_seed) {
+  if (spec.num_fields == 0 && spec.has_embeddings())
+    return Status::InvalidArgument("the model needs at least one field");
+  if (spec.type == ModelType::kNffm && spec.num_fields < 2 && !spec.nffm_sum_pairs)
+    return Status::InvalidArgument("nffm needs at least two fields");
+  store->num_fields = spec.num_fields;
+  store->num_indices = spec.num_indices;
+  auto net = std::make_unique<Network>();
+  GraphBuilder g(net.get(), store, init_seed);
+  const int score = Declare{spec, g}.Model();
+  auto loss = std::make_unique<LossBlock>(spec.loss, use_weights);
+  net->loss_ = loss.get();
+  net->Add(std::move(loss), {score});
+  if (!g.error().empty()) return Status::Corruption(g.error());
+  for (Node& n : net->nodes_) n.block->Grads(&net->dense_refs_, &net->sparse_refs_);
+  return net;
+}
+
+int Network::Add(std::unique_ptr<Block> block, std::vector<int> inputs) {
+  nodes_.push_back(Node{std::move(block), std::move(inputs), {}, {}});
+  return int(nodes_.size()) - 1;
+}
+
+void Network::Forward(const BatchView& b, const RunContext& ctx) {
+  for (Node& n : nodes_) {
+    in_scratch_.clear();
+    for (int i : n.inputs) in_scratch_.push_back(&nodes_[i].out);
+    n.block->Forward(b, in_scratch_, &n.out, ctx);
+  }
+}
+
+void Network::Backward(const BatchView& b, const RunContext& ctx) {
+  for (Node& n : nodes_) n.grad.setZero(n.out.rows(), n.out.cols());
+  for (size_t idx = nodes_.size(); idx-- > 0;) {
+    Node& n = nodes_[idx];
+    in_scratch_.clear();
+    din_scratch_.clear();
+    for (int i : n.inputs) {
+      in_scratch_.push_back(&nodes_[i].out);
+      din_scratch_.push_back(&nodes_[i].grad);
+    }
+    n.block->Backward(b, in_scratch_, n.out, n.grad, din_scratch_, ctx);
+  }
+}
+
+void Network::ZeroGrad() {
+  for (Node& n : nodes_) n.block->ZeroGrad();
+}
+
+void Network::Apply(const OptimizerConfig& c, uint64_t step) {
+  {
+    for (auto& d : dense_refs_) UpdateDense(c, d.param->l2 ? c.lambda_dense : 0.0f, step, d.param, d.grad->data());
+    for (auto& s : sparse_refs_) {
+      SparseTable& t = *s.table;
+      const uint32_t ss = t.slot_stride(), k = t.k, width = s.grad->width;
+      for (size_t e = 0; e < s.grad->rows.size(); ++e)
+        UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots, k,
+                  ss);
+    }
+  }
+}
+
+std::vector<DenseGradRef> Network::DenseGrads() { return dense_refs_; }
+std::vector<SparseGradRef> Network::SparseGrads() { return sparse_refs_; }
+
+std::string Network::Describe() const {
+  std::string out;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    out += fmt::format("{:>2}: {:<22} out {:<6}", i, nodes_[i].block->kind(), nodes_[i].block->out_dim());
+    if (!nodes_[i].inputs.empty()) {
+      out += " <- ";
+      for (size_t j = 0; j < nodes_[i].inputs.size(); ++j) {
+        if (j) out += ',';
+        out += std::to_string(nodes_[i].inputs[j]);
+      }
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace fieldfm

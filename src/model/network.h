@@ -1,0 +1,62 @@
+// A model is a graph of blocks (model/blocks.h). Network holds one graph with
+// its activations and gradient buffers; its parameters live in a ParamStore
+// that several Networks (one per training thread) can share.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fieldfm/model.h"
+#include "fieldfm/status.h"
+#include "model/blocks.h"
+#include "model/params.h"
+
+namespace fieldfm {
+
+class Network {
+ public:
+  // Builds the graph of `spec`. Parameters missing from `store` are created
+  // (optimizer state for `store->state` floats per weight) and initialised
+  // from `init_seed` and their name, so initialisation never depends on
+  // declaration order. Existing parameters must have the expected shapes.
+  static Result<std::unique_ptr<Network>> Build(const ModelSpec& spec, ParamStore* store, bool use_weights,
+                                                uint64_t init_seed = 1);
+
+  void Forward(const BatchView& b, const RunContext& ctx);
+  // Gradients of the loss of the last Forward (the same batch), accumulated.
+  void Backward(const BatchView& b, const RunContext& ctx);
+  void ZeroGrad();
+  // One optimizer step with the accumulated gradients (lazy for sparse rows).
+  void Apply(const OptimizerConfig& c, uint64_t step);
+
+  const Mat& predictions() const { return nodes_.back().out; }
+  const LossBlock& loss() const { return *loss_; }
+  // The score φ before the output link.
+  const Mat& score() const { return nodes_[nodes_.size() - 2].out; }
+
+  std::vector<DenseGradRef> DenseGrads();
+  std::vector<SparseGradRef> SparseGrads();
+  // "bias -> linear -> ..." one line per node, for inspect and docs.
+  std::string Describe() const;
+
+  // Graph construction (used by the model declarations).
+  int Add(std::unique_ptr<Block> block, std::vector<int> inputs);
+  int out_dim(int node) const { return nodes_[node].block->out_dim(); }
+
+ private:
+  struct Node {
+    std::unique_ptr<Block> block;
+    std::vector<int> inputs;
+    Mat out, grad;
+  };
+  std::vector<Node> nodes_;
+  LossBlock* loss_ = nullptr;
+  std::vector<DenseGradRef> dense_refs_;  // collected once: Apply allocates nothing
+  std::vector<SparseGradRef> sparse_refs_;
+  std::vector<const Mat*> in_scratch_;
+  std::vector<Mat*> din_scratch_;
+  friend class GraphBuilder;
+};
+
+}  // namespace fieldfm

@@ -1,0 +1,106 @@
+// Parameter storage shared by all training threads (hogwild) and by predictors.
+//
+// Sparse tables hold one row per feature index; a row has `slots` groups of k
+// weights (1 slot for plain embeddings and linear weights, F slots = one per
+// target field for field-aware embeddings). Each slot stores its k weights
+// followed by the optimizer's per-weight state (AdaGrad: k accumulators; Adam:
+// k first and k second moments; FTRL: k z and k n), so a weight and its state
+// share cache lines and one feature's whole row is one sequential read.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "fieldfm/model.h"
+
+namespace fieldfm {
+
+// 64-byte aligned allocator so rows start on cache lines.
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(size_t n) {
+    size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <typename U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+};
+using FloatVec = std::vector<float, AlignedAllocator<float>>;
+
+// Per-weight state floats each optimizer keeps.
+int StateCount(OptimizerType t);
+
+struct SparseTable {
+  uint64_t rows = 0;
+  uint32_t slots = 1;
+  uint32_t k = 1;
+  uint32_t state = 0;  // state floats per weight
+  FloatVec data;       // rows * slots * k * (1 + state)
+  // Inference only: the vector used for an unseen value of field f, one row
+  // (slots * k weights, no state) per field.
+  FloatVec unseen;
+
+  uint32_t slot_stride() const { return k * (1 + state); }
+  uint64_t row_stride() const { return uint64_t(slots) * slot_stride(); }
+  float* row(uint64_t r) { return data.data() + r * row_stride(); }
+  const float* row(uint64_t r) const { return data.data() + r * row_stride(); }
+  const float* unseen_row(uint32_t field) const { return unseen.data() + uint64_t(field) * slots * k; }
+  // Weights only (no optimizer state), rows * slots * k floats.
+  std::vector<float> Weights() const;
+  void SetWeights(const std::vector<float>& w);
+};
+
+struct DenseParam {
+  FloatVec w;  // aligned: Eigen reductions then split sums the same way every run
+  FloatVec s1, s2;  // optimizer state
+  bool trainable = true;      // false: running statistics (batch norm)
+  bool l2 = false;            // lambda_dense applies (weight matrices, not biases)
+};
+
+// All parameters of one model, by name. Names are assigned by the model
+// declarations, so a file can be matched to a freshly built graph.
+struct ParamStore {
+  uint32_t num_fields = 0;
+  uint64_t num_indices = 0;
+  int state = 0;  // optimizer state floats per weight (0 when loaded for inference)
+  std::map<std::string, SparseTable> sparse;
+  std::map<std::string, DenseParam> dense;
+  // Inference: which indices have their own vector (seen >= min_count times).
+  std::vector<uint8_t> known;
+  uint64_t step = 0;  // optimizer steps taken (Adam bias correction)
+};
+
+struct OptimizerConfig {
+  OptimizerType type = OptimizerType::kAdaGrad;
+  float lr = 0.2f;
+  float lambda_embedding = 2e-5f;  // L2 on sparse rows (linear weights and embeddings), per touch
+  float lambda_dense = 0.0f;       // L2 on dense layer weights
+  float adagrad_init = 1.0f;       // initial accumulator (as libffm)
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  float ftrl_beta = 1.0f, ftrl_l1 = 0.0f;  // FTRL-proximal; lr is alpha, lambda is its L2
+};
+
+// A whole sparse row: `slots` slots of k weights (+ state), stride slot_stride,
+// gradient slots packed (k apart). The hot loop of every sparse model.
+// `step` is the 1-based global step for Adam's bias correction.
+void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row, const float* grad, uint32_t slots,
+               uint32_t k, uint32_t slot_stride);
+void UpdateDense(const OptimizerConfig& c, float lambda, uint64_t step, DenseParam* p, const float* grad);
+
+// Fills the optimizer state of a freshly initialised table / dense param.
+void InitState(const OptimizerConfig& c, SparseTable* t);
+void InitState(const OptimizerConfig& c, DenseParam* p);
+
+}  // namespace fieldfm

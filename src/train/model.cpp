@@ -1,0 +1,210 @@
+// Everything a trained model does after training: unseen vectors, save/load,
+// batched prediction, metadata and export.
+#include <algorithm>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "model/network.h"
+#include "train/model_data.h"
+#include "util/atomic_file.h"
+
+namespace fieldfm {
+
+void ComputeUnseen(Model* m) {
+  ParamStore& st = m->store;
+  const uint32_t F = st.num_fields;
+  const uint32_t min_count = std::max<uint32_t>(1, m->min_count);
+  st.known.assign(st.num_indices, 0);
+  for (uint64_t j = 0; j < st.num_indices && j < m->counts.size(); ++j) st.known[j] = m->counts[j] >= min_count;
+  for (auto& [name, t] : st.sparse) {
+    if (name == "linear") continue;  // unseen values weigh 0: no unseen row
+    const uint32_t width = t.slots * t.k, ss = t.slot_stride();
+    std::vector<double> sum(size_t(F) * width, 0.0);
+    std::vector<uint64_t> n(F, 0);
+    if (m->unseen == UnseenMode::kMean) {
+      for (uint64_t j = 0; j < t.rows; ++j) {
+        if (!st.known[j] || m->field_of[j] >= F) continue;
+        const uint32_t f = m->field_of[j];
+        const float* row = t.row(j);
+        for (uint32_t s = 0; s < t.slots; ++s)
+          for (uint32_t d = 0; d < t.k; ++d) sum[size_t(f) * width + s * t.k + d] += row[s * ss + d];
+        ++n[f];
+      }
+    }
+    t.unseen.assign(size_t(F) * width, 0.0f);
+    for (uint32_t f = 0; f < F; ++f)
+      if (n[f])
+        for (uint32_t d = 0; d < width; ++d) t.unseen[size_t(f) * width + d] = float(sum[size_t(f) * width + d] / n[f]);
+  }
+}
+
+Status SaveModel(const Model& model, const std::string& path) { return WriteModelFile(path, model, nullptr); }
+
+Result<std::shared_ptr<Model>> LoadModel(const std::string& path) {
+  auto m = std::make_shared<Model>();
+  FIELDFM_RETURN_IF_ERROR(ReadModelFile(path, m.get(), nullptr));
+  // The graph must find exactly the parameters the file has, with their shapes.
+  const size_t sparse = m->store.sparse.size(), dense = m->store.dense.size();
+  auto net = Network::Build(m->spec, &m->store, m->use_weights);
+  if (!net.ok()) return net.status().WithContext(path);
+  if (m->store.sparse.size() != sparse || m->store.dense.size() != dense)
+    return Status::Corruption(path + ": the file lacks parameters its model type needs");
+  m->store.known.assign(m->spec.num_indices, 0);
+  const uint32_t min_count = std::max<uint32_t>(1, m->min_count);
+  for (uint64_t j = 0; j < m->spec.num_indices; ++j) m->store.known[j] = m->counts[j] >= min_count;
+  for (auto& [name, t] : m->store.sparse)
+    if (name != "linear" && t.unseen.size() != size_t(m->spec.num_fields) * t.slots * t.k)
+      return Status::Corruption(path + ": missing unseen vectors for " + name);
+  m->pool->Release(std::move(*net));
+  return m;
+}
+
+// ---- prediction -------------------------------------------------------------
+
+namespace {
+constexpr size_t kPredictChunk = 256;  // bounds activation memory of deep field-aware models
+}
+
+std::unique_ptr<Network> NetworkPool::Acquire(const Model& m) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!free_.empty()) {
+      auto n = std::move(free_.back());
+      free_.pop_back();
+      return n;
+    }
+  }
+  // Every parameter exists, so Build only reads the store.
+  auto net = Network::Build(m.spec, const_cast<ParamStore*>(&m.store), m.use_weights);
+  return net.ok() ? std::move(*net) : nullptr;
+}
+
+void NetworkPool::Release(std::unique_ptr<Network> n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.push_back(std::move(n));
+}
+
+void NetworkPool::Clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.clear();
+}
+
+void PredictBatch(const Model& model, const BatchView& batch, std::span<float> out) {
+  auto& pool = *model.pool;
+  std::unique_ptr<Network> net = pool.Acquire(model);
+  if (!net) {
+    std::fill(out.begin(), out.end(), 0.0f);
+    return;
+  }
+  const RunContext ctx{false, 0};
+  for (size_t begin = 0; begin < batch.rows; begin += kPredictChunk) {
+    const size_t end = std::min(batch.rows, begin + kPredictChunk);
+    const BatchView v = batch.slice(begin, end);
+    net->Forward(v, ctx);
+    const Mat& p = net->predictions();
+    for (size_t r = 0; r < v.rows; ++r) out[begin + r] = p(r, 0);
+  }
+  pool.Release(std::move(net));
+}
+
+Status PredictSource(const Model& model, ExampleSource& source, int threads, std::vector<float>* pred,
+                     std::vector<float>* labels, std::vector<float>* weights) {
+  FIELDFM_RETURN_IF_ERROR(source.Rewind());
+  threads = std::max(1, threads);
+  ExampleBlock block;
+  pred->clear();
+  if (labels) labels->clear();
+  if (weights) weights->clear();
+  while (true) {
+    FIELDFM_ASSIGN_OR_RETURN(size_t n, source.Next(&block, 1 << 15));
+    if (n == 0) break;
+    const size_t base = pred->size();
+    pred->resize(base + n);
+    if (block.weights.size() < n) block.weights.resize(n, 1.0f);
+    const BatchView all = block.view();
+    std::span<float> out(pred->data() + base, n);
+    const size_t per = (n + threads - 1) / threads;
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads && size_t(t) * per < n; ++t) {
+      const size_t b = t * per, e = std::min(n, b + per);
+      pool.emplace_back([&, b, e] { PredictBatch(model, all.slice(b, e), out.subspan(b, e - b)); });
+    }
+    PredictBatch(model, all.slice(0, std::min(n, per)), out.subspan(0, std::min(n, per)));
+    for (auto& th : pool) th.join();
+    if (labels) labels->insert(labels->end(), block.labels.begin(), block.labels.end());
+    if (weights) weights->insert(weights->end(), block.weights.begin(), block.weights.begin() + n);
+  }
+  return Status::Ok();
+}
+
+// ---- accessors, metadata, export -------------------------------------------
+
+const ModelSpec& SpecOf(const Model& m) { return m.spec; }
+const std::string& PipelineJsonOf(const Model& m) { return m.pipeline_json; }
+bool UsesWeights(const Model& m) { return m.use_weights; }
+
+nlohmann::json ModelMetadata(const Model& m) {
+  uint64_t sparse_params = 0, dense_params = 0;
+  for (const auto& [name, t] : m.store.sparse) sparse_params += t.rows * t.slots * t.k;
+  for (const auto& [name, p] : m.store.dense) dense_params += p.w.size();
+  uint64_t known = 0;
+  for (uint8_t k : m.store.known) known += k;
+  return nlohmann::json{{"model", Name(m.spec.type)},
+                        {"spec", m.spec.ToJson()},
+                        {"fields", m.spec.num_fields},
+                        {"indices", m.spec.num_indices},
+                        {"known_indices", known},
+                        {"k", m.spec.k},
+                        {"min_count", m.min_count},
+                        {"unseen", Name(m.unseen)},
+                        {"use_weights", m.use_weights},
+                        {"sparse_parameters", sparse_params},
+                        {"dense_parameters", dense_params},
+                        {"training", m.training},
+                        {"version", fmt::format("{:016x}", m.checksum)}};
+}
+
+std::string DescribeGraph(const Model& m) {
+  auto net = m.pool->Acquire(m);
+  if (!net) return "";
+  std::string d = net->Describe();
+  m.pool->Release(std::move(net));
+  return d;
+}
+
+Status ExportLatentTsv(const Model& m, const std::string& path) {
+  AtomicFile f;
+  FIELDFM_RETURN_IF_ERROR(f.Open(path));
+  std::string line = "table\tfield\tfeature\tcount\ttarget_field";
+  for (uint32_t d = 0; d < m.spec.k; ++d) line += fmt::format("\tv{}", d);
+  line += '\n';
+  FIELDFM_RETURN_IF_ERROR(f.Write(line));
+  for (const auto& [name, t] : m.store.sparse) {
+    if (name == "linear") continue;
+    const bool field_aware = t.slots > 1 || name == "field_aware_embedding";
+    auto emit = [&](const std::string& field, const std::string& feature, uint64_t count, const float* row,
+                    uint32_t slot_stride) -> Status {
+      for (uint32_t s = 0; s < t.slots; ++s) {
+        line = fmt::format("{}\t{}\t{}\t{}\t{}", name, field, feature, count, field_aware ? int64_t(s) : -1);
+        for (uint32_t d = 0; d < t.k; ++d) line += fmt::format("\t{:.7g}", row[s * slot_stride + d]);
+        line += '\n';
+        FIELDFM_RETURN_IF_ERROR(f.Write(line));
+      }
+      return Status::Ok();
+    };
+    for (uint64_t j = 0; j < t.rows; ++j) {
+      if (m.counts[j] == 0) continue;  // never seen: its vector is its initialisation
+      FIELDFM_RETURN_IF_ERROR(emit(std::to_string(m.field_of[j]), std::to_string(j), m.counts[j], t.row(j),
+                                   t.slot_stride()));
+    }
+    for (uint32_t fld = 0; !t.unseen.empty() && fld < m.spec.num_fields; ++fld)
+      FIELDFM_RETURN_IF_ERROR(emit(std::to_string(fld), "unseen", 0, t.unseen_row(fld), t.k));
+  }
+  return f.Commit();
+}
+
+}  // namespace fieldfm

@@ -1,0 +1,272 @@
+// Model file layout (little-endian):
+//   header, 32 bytes: magic "FFMMODEL", u32 format version, u32 kind
+//                     (1 model, 2 checkpoint), u64 payload bytes, u64 XXH64(payload)
+//   payload: sections, each u32 name length, name, u64 data length, data.
+// Sections: "meta" (JSON: spec, training, unseen rule, state floats),
+// "pipeline", "counts", "field_of", "sparse/<name>", "unseen/<name>",
+// "dense/<name>" and, in checkpoints, "dense_s1/<name>", "dense_s2/<name>",
+// "train_state", "best_sparse/<name>", "best_dense/<name>".
+#include <xxhash.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "train/model_data.h"
+#include "util/atomic_file.h"
+
+namespace fieldfm {
+
+namespace {
+
+constexpr char kMagic[8] = {'F', 'F', 'M', 'M', 'O', 'D', 'E', 'L'};
+constexpr uint32_t kVersion = 1;
+constexpr uint32_t kKindModel = 1, kKindCheckpoint = 2;
+constexpr size_t kHeaderBytes = 32;
+
+class SectionWriter {
+ public:
+  explicit SectionWriter(AtomicFile* f) : f_(f), state_(XXH64_createState()) { XXH64_reset(state_, 0); }
+  ~SectionWriter() { XXH64_freeState(state_); }
+  Status Add(std::string_view name, const void* data, uint64_t n) {
+    const uint32_t len = uint32_t(name.size());
+    FIELDFM_RETURN_IF_ERROR(Raw(&len, sizeof len));
+    FIELDFM_RETURN_IF_ERROR(Raw(name.data(), len));
+    FIELDFM_RETURN_IF_ERROR(Raw(&n, sizeof n));
+    return Raw(data, n);
+  }
+  Status Add(std::string_view name, std::string_view s) { return Add(name, s.data(), s.size()); }
+  template <typename T, typename A>
+  Status Add(std::string_view name, const std::vector<T, A>& v) {
+    return Add(name, v.data(), v.size() * sizeof(T));
+  }
+  uint64_t bytes() const { return bytes_; }
+  uint64_t digest() const { return XXH64_digest(state_); }
+
+ private:
+  Status Raw(const void* p, uint64_t n) {
+    if (n == 0) return Status::Ok();
+    XXH64_update(state_, p, n);
+    bytes_ += n;
+    return f_->Write(p, n);
+  }
+  AtomicFile* f_;
+  XXH64_state_t* state_;
+  uint64_t bytes_ = 0;
+};
+
+template <typename T, typename A>
+Status Decode(std::string_view name, std::string_view data, std::vector<T, A>* out, size_t expected) {
+  if (data.size() != expected * sizeof(T))
+    return Status::Corruption(fmt::format("section '{}' has {} bytes, expected {}", name, data.size(),
+                                          expected * sizeof(T)));
+  out->resize(expected);
+  if (expected) std::memcpy(out->data(), data.data(), data.size());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteModelFile(const std::string& path, const Model& m, const TrainState* state) {
+  const bool checkpoint = state != nullptr;
+  nlohmann::json meta{{"spec", m.spec.ToJson()},
+                      {"training", m.training},
+                      {"min_count", m.min_count},
+                      {"unseen", Name(m.unseen)},
+                      {"use_weights", m.use_weights},
+                      {"state", checkpoint ? m.store.state : 0},
+                      {"step", m.store.step}};
+  AtomicFile f;
+  FIELDFM_RETURN_IF_ERROR(f.Open(path));
+  char header[kHeaderBytes] = {};
+  FIELDFM_RETURN_IF_ERROR(f.Write(header, sizeof header));  // rewritten once the checksum is known
+  SectionWriter w(&f);
+  FIELDFM_RETURN_IF_ERROR(w.Add("meta", meta.dump()));
+  FIELDFM_RETURN_IF_ERROR(w.Add("pipeline", m.pipeline_json));
+  FIELDFM_RETURN_IF_ERROR(w.Add("counts", m.counts));
+  FIELDFM_RETURN_IF_ERROR(w.Add("field_of", m.field_of));
+  for (const auto& [name, t] : m.store.sparse) {
+    if (checkpoint) {
+      FIELDFM_RETURN_IF_ERROR(w.Add("sparse/" + name, t.data));
+    } else {
+      FIELDFM_RETURN_IF_ERROR(w.Add("sparse/" + name, t.state == 0 ? std::vector<float>(t.data.begin(), t.data.end())
+                                                                    : t.Weights()));
+    }
+    FIELDFM_RETURN_IF_ERROR(w.Add("unseen/" + name, t.unseen));
+  }
+  for (const auto& [name, p] : m.store.dense) {
+    FIELDFM_RETURN_IF_ERROR(w.Add("dense/" + name, p.w));
+    if (checkpoint) {
+      FIELDFM_RETURN_IF_ERROR(w.Add("dense_s1/" + name, p.s1));
+      FIELDFM_RETURN_IF_ERROR(w.Add("dense_s2/" + name, p.s2));
+    }
+  }
+  if (checkpoint) {
+    nlohmann::json ts{{"epochs_done", state->epochs_done},
+                      {"best_epoch", state->best_epoch},
+                      {"best_score", state->best_score},
+                      {"bad_epochs", state->bad_epochs},
+                      {"history", nlohmann::json::array()}};
+    for (const auto& r : state->history) ts["history"].push_back(ReportToJson(r));
+    FIELDFM_RETURN_IF_ERROR(w.Add("train_state", ts.dump()));
+    for (const auto& [name, v] : state->best_sparse) FIELDFM_RETURN_IF_ERROR(w.Add("best_sparse/" + name, v));
+    for (const auto& [name, v] : state->best_dense) FIELDFM_RETURN_IF_ERROR(w.Add("best_dense/" + name, v));
+  }
+  std::memcpy(header, kMagic, 8);
+  const uint32_t kind = checkpoint ? kKindCheckpoint : kKindModel;
+  const uint64_t bytes = w.bytes(), digest = w.digest();
+  std::memcpy(header + 8, &kVersion, 4);
+  std::memcpy(header + 12, &kind, 4);
+  std::memcpy(header + 16, &bytes, 8);
+  std::memcpy(header + 24, &digest, 8);
+  if (std::fflush(f.file()) != 0 || std::fseek(f.file(), 0, SEEK_SET) != 0)
+    return Status::IOError(path + ": cannot rewrite the header");
+  FIELDFM_RETURN_IF_ERROR(f.Write(header, sizeof header));
+  return f.Commit();
+}
+
+Status ReadModelFile(const std::string& path, Model* m, TrainState* state) {
+  std::FILE* fp = std::fopen(path.c_str(), "rb");
+  if (!fp) return Status::IOError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+  std::string buf;
+  char chunk[1 << 16];
+  size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, fp)) > 0) buf.append(chunk, n);
+  const bool read_error = std::ferror(fp);
+  std::fclose(fp);
+  if (read_error) return Status::IOError(path + ": read error");
+  auto bad = [&](const std::string& what) { return Status::Corruption(path + ": " + what); };
+  if (buf.size() < kHeaderBytes || std::memcmp(buf.data(), kMagic, 8) != 0)
+    return bad("not a fieldfm model file (no FFMMODEL header)");
+  uint32_t version, kind;
+  uint64_t bytes, digest;
+  std::memcpy(&version, buf.data() + 8, 4);
+  std::memcpy(&kind, buf.data() + 12, 4);
+  std::memcpy(&bytes, buf.data() + 16, 8);
+  std::memcpy(&digest, buf.data() + 24, 8);
+  if (version != kVersion)
+    return bad(fmt::format("unsupported model format version {} (this build reads version {})", version, kVersion));
+  if (kind != kKindModel && kind != kKindCheckpoint) return bad(fmt::format("unknown file kind {}", kind));
+  if (state && kind != kKindCheckpoint) return bad("a model file, not a training checkpoint");
+  if (buf.size() - kHeaderBytes != bytes)
+    return bad(fmt::format("truncated or padded model file ({} payload bytes, header says {})",
+                           buf.size() - kHeaderBytes, bytes));
+  const std::string_view payload(buf.data() + kHeaderBytes, bytes);
+  if (XXH64(payload.data(), payload.size(), 0) != digest) return bad("corrupted model file (checksum mismatch)");
+
+  std::map<std::string, std::string_view, std::less<>> sections;
+  for (size_t pos = 0; pos < payload.size();) {
+    uint32_t len;
+    uint64_t size;
+    if (payload.size() - pos < 4) return bad("bad section header");
+    std::memcpy(&len, payload.data() + pos, 4);
+    pos += 4;
+    if (payload.size() - pos < uint64_t(len) + 8) return bad("bad section name");
+    std::string name(payload.substr(pos, len));
+    pos += len;
+    std::memcpy(&size, payload.data() + pos, 8);
+    pos += 8;
+    if (payload.size() - pos < size) return bad("section '" + name + "' runs past the end");
+    sections[name] = payload.substr(pos, size);
+    pos += size;
+  }
+  auto section = [&](const std::string& name, std::string_view* out) -> Status {
+    auto it = sections.find(name);
+    if (it == sections.end()) return bad("missing section '" + name + "'");
+    *out = it->second;
+    return Status::Ok();
+  };
+
+  std::string_view s;
+  FIELDFM_RETURN_IF_ERROR(section("meta", &s));
+  nlohmann::json meta = nlohmann::json::parse(s, nullptr, /*allow_exceptions=*/false);
+  if (meta.is_discarded() || !meta.is_object()) return bad("meta section is not JSON");
+  int state_floats = 0;
+  uint64_t step = 0;
+  try {
+    auto spec = ModelSpec::FromJson(meta.at("spec"));
+    if (!spec.ok()) return spec.status().WithContext(path);
+    m->spec = *spec;
+    m->training = meta.at("training");
+    m->min_count = meta.at("min_count").get<uint32_t>();
+    auto unseen = ParseUnseenMode(meta.at("unseen").get<std::string>());
+    if (!unseen.ok()) return bad(unseen.status().message());
+    m->unseen = *unseen;
+    m->use_weights = meta.at("use_weights").get<bool>();
+    state_floats = meta.at("state").get<int>();
+    step = meta.at("step").get<uint64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return bad(std::string("bad meta section: ") + e.what());
+  }
+  if (state_floats < 0 || state_floats > 2) return bad("bad optimizer state count");
+  FIELDFM_RETURN_IF_ERROR(section("pipeline", &s));
+  m->pipeline_json = std::string(s);
+  const uint64_t N = m->spec.num_indices;
+  const uint32_t F = m->spec.num_fields;
+  FIELDFM_RETURN_IF_ERROR(section("counts", &s));
+  FIELDFM_RETURN_IF_ERROR(Decode("counts", s, &m->counts, N));
+  FIELDFM_RETURN_IF_ERROR(section("field_of", &s));
+  FIELDFM_RETURN_IF_ERROR(Decode("field_of", s, &m->field_of, N));
+
+  // The parameter list comes from the spec's graph; sizes are checked against it.
+  m->pool->Clear();
+  m->store = ParamStore{};
+  m->store.state = state_floats;
+  m->store.step = step;
+  m->store.num_fields = F;
+  m->store.num_indices = N;
+  for (const auto& [name, data] : sections) {
+    if (name.rfind("sparse/", 0) == 0) {
+      const std::string pname = name.substr(7);
+      SparseTable& t = m->store.sparse[pname];
+      t.rows = N;
+      t.k = pname == "linear" ? 1 : m->spec.k;
+      t.slots = pname == "field_aware_embedding" ? F : 1;
+      t.state = uint32_t(state_floats);
+      FIELDFM_RETURN_IF_ERROR(Decode(name, data, &t.data, t.rows * t.row_stride()));
+      std::string_view u;
+      FIELDFM_RETURN_IF_ERROR(section("unseen/" + pname, &u));
+      if (!u.empty()) FIELDFM_RETURN_IF_ERROR(Decode("unseen/" + pname, u, &t.unseen, uint64_t(F) * t.slots * t.k));
+    } else if (name.rfind("dense/", 0) == 0) {
+      const std::string pname = name.substr(6);
+      DenseParam& p = m->store.dense[pname];
+      if (data.size() % sizeof(float)) return bad("section '" + name + "' is not a float array");
+      FIELDFM_RETURN_IF_ERROR(Decode(name, data, &p.w, data.size() / sizeof(float)));
+      if (kind == kKindCheckpoint) {
+        std::string_view s1, s2;
+        FIELDFM_RETURN_IF_ERROR(section("dense_s1/" + pname, &s1));
+        FIELDFM_RETURN_IF_ERROR(section("dense_s2/" + pname, &s2));
+        FIELDFM_RETURN_IF_ERROR(Decode("dense_s1", s1, &p.s1, s1.size() / sizeof(float)));
+        FIELDFM_RETURN_IF_ERROR(Decode("dense_s2", s2, &p.s2, s2.size() / sizeof(float)));
+      }
+    }
+  }
+  m->checksum = digest;
+  if (state) {
+    FIELDFM_RETURN_IF_ERROR(section("train_state", &s));
+    nlohmann::json ts = nlohmann::json::parse(s, nullptr, false);
+    if (ts.is_discarded()) return bad("train_state is not JSON");
+    try {
+      state->epochs_done = ts.at("epochs_done").get<int>();
+      state->best_epoch = ts.at("best_epoch").get<int>();
+      state->best_score = ts.at("best_score").get<double>();
+      state->bad_epochs = ts.at("bad_epochs").get<int>();
+      state->history.clear();
+      for (const auto& r : ts.at("history")) state->history.push_back(ReportFromJson(r));
+    } catch (const nlohmann::json::exception& e) {
+      return bad(std::string("bad train_state: ") + e.what());
+    }
+    for (const auto& [name, data] : sections) {
+      std::vector<float> v(data.size() / sizeof(float));
+      if (!v.empty()) std::memcpy(v.data(), data.data(), v.size() * sizeof(float));
+      if (name.rfind("best_sparse/", 0) == 0) state->best_sparse[name.substr(12)] = std::move(v);
+      if (name.rfind("best_dense/", 0) == 0) state->best_dense[name.substr(11)] = std::move(v);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace fieldfm

@@ -1,0 +1,22 @@
+// Command-line helpers: a model file + a text input -> predictions, reading
+// the input with the pipeline stored in the model.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fieldfm/status.h"
+#include "fieldfm/train.h"
+
+namespace fieldfm {
+
+struct FilePredictions {
+  std::shared_ptr<Model> model;
+  std::vector<float> pred, labels, weights;  // input order
+};
+
+Result<FilePredictions> PredictFile(const std::string& model_path, const std::string& input_path, int threads,
+                                    bool skip_bad_lines);
+
+}  // namespace fieldfm

@@ -1,0 +1,395 @@
+// The trainer: a counting pass, then epochs of hogwild mini-batch training.
+//
+// Threads: each thread owns a Network (activations and gradient buffers) over
+// the shared ParamStore; after each of its mini-batches it applies its own
+// gradients without locks (hogwild on sparse rows AND dense layers: dense
+// gradients are per thread, summed over the thread's batch, then applied).
+// Randomness (shuffling, dropout) is a pure function of (seed, epoch, block,
+// position), so one thread + one seed gives identical bytes every run, and a
+// resumed run equals an uninterrupted one.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "fieldfm/train.h"
+#include "model/network.h"
+#include "train/metrics.h"
+#include "train/model_data.h"
+
+namespace fieldfm {
+
+namespace {
+
+uint64_t Mix(uint64_t z) {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+float DefaultLearningRate(OptimizerType t) {
+  switch (t) {
+    case OptimizerType::kSgd: return 0.1f;
+    case OptimizerType::kAdaGrad: return 0.2f;  // libffm's default
+    case OptimizerType::kAdam: return 0.001f;
+    case OptimizerType::kFtrl: return 0.1f;
+  }
+  return 0.1f;
+}
+
+bool IsClassification(LossType l) { return l == LossType::kLogloss; }
+
+double MeanLoss(LossType l, double loss_sum, double weight_sum) {
+  if (weight_sum <= 0) return 0;
+  const double mean = loss_sum / weight_sum;
+  return IsClassification(l) ? mean : std::sqrt(2 * mean);  // ½ e² -> RMSE
+}
+
+struct Worker {
+  std::unique_ptr<Network> net;
+  ExampleBlock batch;
+  double loss = 0, weight = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& o, ExampleSource& train, ExampleSource* valid, const TrainCallbacks& cb)
+      : o_(o), train_(train), valid_(valid), cb_(cb) {}
+
+  Result<std::shared_ptr<Model>> Run(const std::string& pipeline_json, TrainSummary* summary);
+
+ private:
+  Status CountValues();
+  Status Setup(const std::string& pipeline_json);
+  Status Epoch(int epoch, EpochReport* report);
+  void TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed);
+  Status Validate(EpochReport* report, double* score);
+  std::map<std::string, std::vector<float>> SnapshotSparse() const;
+  std::map<std::string, std::vector<float>> SnapshotDense() const;
+  void RestoreBest();
+
+  TrainOptions o_;
+  ExampleSource& train_;
+  ExampleSource* valid_;
+  const TrainCallbacks& cb_;
+  std::shared_ptr<Model> model_ = std::make_shared<Model>();
+  OptimizerConfig opt_;
+  std::vector<Worker> workers_;
+  TrainState state_;
+  uint64_t rows_total_ = 0;
+  std::atomic<uint64_t> step_{0};
+};
+
+Status Trainer::CountValues() {
+  FIELDFM_RETURN_IF_ERROR(train_.Rewind());
+  ExampleBlock b;
+  uint32_t fields = 0;
+  auto& counts = model_->counts;
+  auto& field_of = model_->field_of;
+  uint64_t indices = 0;
+  while (true) {
+    FIELDFM_ASSIGN_OR_RETURN(size_t n, train_.Next(&b, o_.block_rows));
+    if (n == 0) break;
+    rows_total_ += n;
+    for (const Feature& f : b.features) {
+      if (f.index >= counts.size()) {
+        const size_t size = std::max<size_t>(size_t(f.index) + 1, counts.size() * 2);
+        counts.resize(size, 0);
+        field_of.resize(size, 0);
+      }
+      if (counts[f.index]++ == 0) field_of[f.index] = f.field;
+      fields = std::max(fields, f.field + 1);
+      indices = std::max<uint64_t>(indices, uint64_t(f.index) + 1);
+    }
+  }
+  if (rows_total_ == 0) return Status::DataError("no training examples");
+  if (o_.model.has_embeddings() && fields == 0) return Status::DataError("training examples have no features");
+  counts.resize(indices);
+  field_of.resize(indices);
+  model_->spec.num_fields = fields;
+  model_->spec.num_indices = uint32_t(indices);
+  return Status::Ok();
+}
+
+Status Trainer::Setup(const std::string& pipeline_json) {
+  opt_.type = o_.optimizer;
+  opt_.lr = std::isnan(o_.lr) ? DefaultLearningRate(o_.optimizer) : o_.lr;
+  opt_.lambda_embedding = o_.lambda;
+  opt_.lambda_dense = o_.lambda_dense;
+  if (o_.batch_size == 0) o_.batch_size = o_.model.is_deep() ? 256 : 1;
+  if (o_.optimizer == OptimizerType::kFtrl && o_.model.is_deep())
+    return Status::InvalidArgument("ftrl is for lr, fm and ffm; use adagrad or adam for deep models");
+  if (o_.epochs < 0 || o_.threads < 1 || o_.patience < 1 || o_.block_rows == 0)
+    return Status::InvalidArgument("epochs >= 0, threads >= 1, patience >= 1 required");
+  if (o_.model.dropout < 0 || o_.model.dropout >= 1) return Status::InvalidArgument("dropout must be in [0, 1)");
+  Model& m = *model_;
+  bool fresh = o_.resume_path.empty();
+  if (fresh) {
+    m.spec = o_.model;
+    FIELDFM_RETURN_IF_ERROR(CountValues());
+    m.store.state = StateCount(o_.optimizer);
+  } else {
+    FIELDFM_RETURN_IF_ERROR(ReadModelFile(o_.resume_path, &m, &state_).WithContext("resume"));
+    if (m.store.state != StateCount(o_.optimizer))
+      return Status::InvalidArgument("resume: the checkpoint was written with another optimizer");
+    const ModelSpec& want = o_.model;
+    if (m.spec.type != want.type || m.spec.k != want.k || m.spec.hidden != want.hidden)
+      return Status::InvalidArgument("resume: the checkpoint's model differs from the options");
+    step_ = m.store.step;
+    rows_total_ = m.training.value("rows", uint64_t(0));
+  }
+  m.pipeline_json = pipeline_json;
+  m.min_count = o_.min_count;
+  m.unseen = o_.unseen;
+  m.use_weights = o_.use_weights;
+  workers_.resize(o_.threads);
+  for (auto& w : workers_) {
+    FIELDFM_ASSIGN_OR_RETURN(w.net, Network::Build(m.spec, &m.store, o_.use_weights, o_.seed));
+  }
+  if (fresh) {
+    for (auto& [name, t] : m.store.sparse) InitState(opt_, &t);
+    for (auto& [name, p] : m.store.dense) InitState(opt_, &p);
+  }
+  return Status::Ok();
+}
+
+void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed) {
+  const size_t bs = o_.batch_size;
+  for (size_t s = 0; s < order.size(); s += bs) {
+    const size_t e = std::min(order.size(), s + bs);
+    w.batch.clear();
+    for (size_t i = s; i < e; ++i) {
+      const uint32_t r = order[i];
+      w.batch.add(block.labels[r], r < block.weights.size() ? block.weights[r] : 1.0f, block.row(r));
+    }
+    const BatchView v = w.batch.view();
+    const RunContext ctx{true, Mix(seed + s)};
+    w.net->ZeroGrad();
+    w.net->Forward(v, ctx);
+    w.net->Backward(v, ctx);
+    w.net->Apply(opt_, ++step_);
+    w.loss += w.net->loss().loss_sum();
+    w.weight += w.net->loss().weight_sum();
+  }
+}
+
+Status Trainer::Epoch(int epoch, EpochReport* report) {
+  const auto start = std::chrono::steady_clock::now();
+  opt_.lr = float((std::isnan(o_.lr) ? DefaultLearningRate(o_.optimizer) : o_.lr) * std::pow(o_.lr_decay, epoch));
+  FIELDFM_RETURN_IF_ERROR(train_.Rewind());
+  for (auto& w : workers_) w.loss = w.weight = 0;
+  ExampleBlock block;
+  std::vector<uint32_t> order;
+  uint64_t rows = 0;
+  for (uint64_t block_no = 0;; ++block_no) {
+    FIELDFM_ASSIGN_OR_RETURN(size_t n, train_.Next(&block, o_.block_rows));
+    if (n == 0) break;
+    order.resize(n);
+    std::iota(order.begin(), order.end(), 0u);
+    const uint64_t block_seed = Mix(Mix(o_.seed ^ Mix(uint64_t(epoch))) + block_no);
+    if (o_.shuffle)
+      for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[Mix(block_seed + i) % (i + 1)]);
+    const size_t T = workers_.size(), per = (n + T - 1) / T;
+    std::vector<std::thread> threads;
+    for (size_t t = 1; t < T && t * per < n; ++t) {
+      const size_t b = t * per, e = std::min(n, b + per);
+      threads.emplace_back([&, t, b, e] {
+        TrainRows(workers_[t], block, std::span(order).subspan(b, e - b), Mix(block_seed ^ (t << 40)));
+      });
+    }
+    TrainRows(workers_[0], block, std::span(order).subspan(0, std::min(n, per)), Mix(block_seed));
+    for (auto& th : threads) th.join();
+    rows += n;
+    if (cb_.on_progress) {
+      double loss = 0, weight = 0;
+      for (auto& w : workers_) loss += w.loss, weight += w.weight;
+      cb_.on_progress(Progress{epoch + 1, rows, rows_total_, MeanLoss(o_.model.loss, loss, weight),
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
+    }
+  }
+  double loss = 0, weight = 0;
+  for (auto& w : workers_) loss += w.loss, weight += w.weight;
+  report->epoch = epoch + 1;
+  report->rows = rows;
+  report->train_loss = MeanLoss(o_.model.loss, loss, weight);
+  report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Status::Ok();
+}
+
+Status Trainer::Validate(EpochReport* r, double* score) {
+  ComputeUnseen(model_.get());
+  std::vector<float> pred, labels, weights;
+  FIELDFM_RETURN_IF_ERROR(PredictSource(*model_, *valid_, o_.threads, &pred, &labels, &weights));
+  if (pred.empty()) return Status::DataError("validation: no examples");
+  const Task task = IsClassification(o_.model.loss) ? Task::kClassification : Task::kRegression;
+  const Metrics m = ComputeMetrics(pred, labels, o_.use_weights ? std::span<const float>(weights) : std::span<const float>(), task);
+  r->has_validation = true;
+  r->va_logloss = m.logloss;
+  r->va_auc = m.auc;
+  r->va_rmse = m.rmse;
+  r->va_weighted_rmse = m.weighted_rmse;
+  r->va_ne = m.ne;
+  r->va_calibration = m.calibration;
+  *score = task == Task::kClassification ? m.logloss : (o_.use_weights ? m.weighted_rmse : m.rmse);
+  return Status::Ok();
+}
+
+std::map<std::string, std::vector<float>> Trainer::SnapshotSparse() const {
+  std::map<std::string, std::vector<float>> s;
+  for (const auto& [name, t] : model_->store.sparse) s[name] = t.Weights();
+  return s;
+}
+
+std::map<std::string, std::vector<float>> Trainer::SnapshotDense() const {
+  std::map<std::string, std::vector<float>> s;
+  for (const auto& [name, p] : model_->store.dense) s[name].assign(p.w.begin(), p.w.end());
+  return s;
+}
+
+void Trainer::RestoreBest() {
+  for (auto& [name, t] : model_->store.sparse) {
+    auto it = state_.best_sparse.find(name);
+    if (it != state_.best_sparse.end() && it->second.size() == t.rows * t.slots * t.k) t.SetWeights(it->second);
+  }
+  for (auto& [name, p] : model_->store.dense) {
+    auto it = state_.best_dense.find(name);
+    if (it != state_.best_dense.end() && it->second.size() == p.w.size()) p.w.assign(it->second.begin(), it->second.end());
+  }
+}
+
+Result<std::shared_ptr<Model>> Trainer::Run(const std::string& pipeline_json, TrainSummary* summary) {
+  FIELDFM_RETURN_IF_ERROR(Setup(pipeline_json));
+  Model& m = *model_;
+  bool stopped = false;
+  for (int epoch = state_.epochs_done; epoch < o_.epochs && !stopped; ++epoch) {
+    EpochReport r;
+    FIELDFM_RETURN_IF_ERROR(Epoch(epoch, &r));
+    if (valid_) {
+      double score = 0;
+      FIELDFM_RETURN_IF_ERROR(Validate(&r, &score));
+      if (state_.best_epoch == 0 || score < state_.best_score) {
+        state_.best_epoch = r.epoch;
+        state_.best_score = score;
+        state_.bad_epochs = 0;
+        r.best = true;
+        if (o_.auto_stop) {
+          state_.best_sparse = SnapshotSparse();
+          state_.best_dense = SnapshotDense();
+        }
+      } else if (o_.auto_stop && ++state_.bad_epochs >= o_.patience) {
+        stopped = true;
+      }
+    }
+    state_.history.push_back(r);
+    state_.epochs_done = epoch + 1;
+    m.store.step = step_;
+    m.training = nlohmann::json{{"options", o_.ToJson()}, {"rows", rows_total_}};
+    if (!o_.checkpoint_path.empty())
+      FIELDFM_RETURN_IF_ERROR(WriteModelFile(o_.checkpoint_path, m, &state_).WithContext("checkpoint"));
+    if (cb_.on_epoch) cb_.on_epoch(r);
+  }
+  if (o_.auto_stop && state_.best_epoch > 0 && state_.best_epoch != state_.epochs_done) RestoreBest();
+  m.store.step = step_;
+  m.training = nlohmann::json{{"options", o_.ToJson()},
+                              {"rows", rows_total_},
+                              {"epochs", state_.epochs_done},
+                              {"best_epoch", state_.best_epoch},
+                              {"stopped_early", stopped}};
+  // The model keeps weights only: drop optimizer state.
+  for (auto& [name, t] : m.store.sparse) {
+    if (t.state == 0) continue;
+    std::vector<float> w = t.Weights();
+    t.state = 0;
+    t.data.assign(w.begin(), w.end());
+  }
+  for (auto& [name, p] : m.store.dense) {
+    p.s1.clear();
+    p.s2.clear();
+  }
+  m.store.state = 0;
+  workers_.clear();
+  m.pool->Clear();
+  ComputeUnseen(&m);
+  if (summary) {
+    summary->epochs = state_.history;
+    summary->best_epoch = state_.best_epoch;
+    summary->stopped_early = stopped;
+  }
+  return model_;
+}
+
+}  // namespace
+
+nlohmann::json TrainOptions::ToJson() const {
+  // Paths (checkpoint, resume) are not hyperparameters: a resumed run must
+  // write the same model bytes as an uninterrupted one.
+  return nlohmann::json{{"model", model.ToJson()},
+                        {"epochs", epochs},
+                        {"lr", std::isnan(lr) ? DefaultLearningRate(optimizer) : lr},
+                        {"lambda", lambda},
+                        {"lambda_dense", lambda_dense},
+                        {"threads", threads},
+                        {"auto_stop", auto_stop},
+                        {"patience", patience},
+                        {"optimizer", Name(optimizer)},
+                        {"lr_decay", lr_decay},
+                        {"batch_size", batch_size},
+                        {"use_weights", use_weights},
+                        {"seed", seed},
+                        {"min_count", min_count},
+                        {"unseen", Name(unseen)},
+                        {"shuffle", shuffle}};
+}
+
+nlohmann::json ReportToJson(const EpochReport& r) {
+  nlohmann::json j{{"epoch", r.epoch}, {"rows", r.rows}, {"train_loss", r.train_loss}, {"seconds", r.seconds}};
+  if (r.has_validation) {
+    j["va_logloss"] = r.va_logloss;
+    j["va_auc"] = r.va_auc;
+    j["va_rmse"] = r.va_rmse;
+    j["va_weighted_rmse"] = r.va_weighted_rmse;
+    j["va_ne"] = r.va_ne;
+    j["va_calibration"] = r.va_calibration;
+    j["best"] = r.best;
+  }
+  return j;
+}
+
+EpochReport ReportFromJson(const nlohmann::json& j) {
+  EpochReport r;
+  auto num = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number() ? it->get<double>() : std::nan("");
+  };
+  r.epoch = j.value("epoch", 0);
+  r.rows = j.value("rows", uint64_t(0));
+  r.train_loss = num("train_loss");
+  r.seconds = num("seconds");
+  r.has_validation = j.contains("va_logloss");
+  if (r.has_validation) {
+    r.va_logloss = num("va_logloss");
+    r.va_auc = num("va_auc");
+    r.va_rmse = num("va_rmse");
+    r.va_weighted_rmse = num("va_weighted_rmse");
+    r.va_ne = num("va_ne");
+    r.va_calibration = num("va_calibration");
+    r.best = j.value("best", false);
+  }
+  return r;
+}
+
+nlohmann::json EpochReport::ToJson() const { return ReportToJson(*this); }
+
+Result<std::shared_ptr<Model>> Train(const TrainOptions& options, ExampleSource& train, ExampleSource* validation,
+                                     const std::string& pipeline_json, const TrainCallbacks& callbacks,
+                                     TrainSummary* summary) {
+  Trainer t(options, train, validation, callbacks);
+  return t.Run(pipeline_json, summary);
+}
+
+}  // namespace fieldfm

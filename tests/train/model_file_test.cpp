@@ -1,0 +1,279 @@
+// Model files, determinism, resume, early stopping and unseen values.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "fieldfm/train.h"
+#include "train/memory_source.h"
+#include "train/metrics.h"
+#include "train/model_data.h"
+#include "train/synthetic.h"
+
+namespace fieldfm {
+namespace {
+
+using testing::MakeSynthetic;
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() / ("fieldfm_train_test_" + std::to_string(::getpid()) + "_" +
+                                         std::to_string(counter_++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+  static inline int counter_ = 0;
+};
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+TrainOptions SmallOptions(ModelType type) {
+  TrainOptions o;
+  o.model.type = type;
+  o.model.k = 4;
+  o.model.hidden = {8};
+  o.model.dropout = o.model.is_deep() ? 0.1f : 0.0f;
+  o.epochs = 2;
+  if (o.model.is_deep()) {
+    o.optimizer = OptimizerType::kAdam;
+    o.lr = 0.005f;
+    o.batch_size = 16;
+  }
+  return o;
+}
+
+std::vector<float> Predict(const Model& m, const ExampleBlock& data) {
+  std::vector<float> p(data.rows());
+  PredictBatch(m, data.view(), p);
+  return p;
+}
+
+const std::vector<ModelType> kAllModels{ModelType::kLr,     ModelType::kFm,      ModelType::kFfm, ModelType::kDeepFm,
+                                        ModelType::kNfm,    ModelType::kDeepFfm, ModelType::kNffm};
+
+TEST(ModelFile, SaveLoadPredictIdenticalForEveryModel) {
+  TempDir dir;
+  auto train = MakeSynthetic(2000, 5, 8, 1, 2), test = MakeSynthetic(300, 5, 8, 1, 3);
+  // Unseen values in the test rows: ids past the training range.
+  test.data.features[1].index = 5 * 8 + 3;
+  for (ModelType t : kAllModels) {
+    TrainOptions o = SmallOptions(t);
+    o.model.batch_norm = o.model.is_deep();
+    MemorySource src(train.data);
+    auto model = Train(o, src, nullptr, R"({"any":"pipeline"})", {});
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    const std::string path = dir / (std::string(Name(t)) + ".model");
+    ASSERT_TRUE(SaveModel(**model, path).ok());
+    auto loaded = LoadModel(path);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    EXPECT_EQ(Predict(**model, test.data), Predict(**loaded, test.data)) << Name(t);
+    EXPECT_EQ(PipelineJsonOf(**loaded), R"({"any":"pipeline"})");
+    EXPECT_EQ(SpecOf(**loaded).type, t);
+    EXPECT_EQ(ModelMetadata(**loaded)["version"].get<std::string>().size(), 16u);
+  }
+}
+
+TEST(ModelFile, BadFilesGiveClearErrors) {
+  TempDir dir;
+  auto train = MakeSynthetic(500, 4, 6, 1, 2);
+  MemorySource src(train.data);
+  auto model = Train(SmallOptions(ModelType::kFfm), src, nullptr, "{}", {});
+  ASSERT_TRUE(model.ok());
+  const std::string good = dir / "good.model";
+  ASSERT_TRUE(SaveModel(**model, good).ok());
+  const std::string bytes = ReadBytes(good);
+
+  auto expect_error = [&](const std::string& content, const std::string& needle) {
+    const std::string p = dir / "bad.model";
+    WriteBytes(p, content);
+    auto r = LoadModel(p);
+    ASSERT_FALSE(r.ok()) << needle;
+    EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
+  };
+  expect_error("", "not a fieldfm model file");
+  expect_error("hello world, not a model at all, clearly", "not a fieldfm model file");
+  expect_error(bytes.substr(0, bytes.size() / 2), "truncated");
+  expect_error(bytes.substr(0, 40), "truncated");
+  std::string flipped = bytes;
+  flipped[bytes.size() - 7] ^= 0x20;
+  expect_error(flipped, "checksum");
+  std::string version = bytes;
+  version[8] = 9;
+  expect_error(version, "version 9");
+  EXPECT_FALSE(LoadModel(dir / "missing.model").ok());
+  // Every truncation point fails cleanly (no crash, no partial model).
+  for (size_t n = 0; n < bytes.size(); n += 97) {
+    WriteBytes(dir / "cut.model", bytes.substr(0, n));
+    EXPECT_FALSE(LoadModel(dir / "cut.model").ok()) << n;
+  }
+}
+
+TEST(Determinism, OneThreadSameSeedSameBytes) {
+  TempDir dir;
+  auto train = MakeSynthetic(3000, 5, 8, 1, 2);
+  for (ModelType t : {ModelType::kFfm, ModelType::kNffm}) {
+    std::string bytes[2];
+    for (int run = 0; run < 2; ++run) {
+      MemorySource src(train.data);
+      auto model = Train(SmallOptions(t), src, nullptr, "{}", {});
+      ASSERT_TRUE(model.ok());
+      ASSERT_TRUE(SaveModel(**model, dir / "m").ok());
+      bytes[run] = ReadBytes(dir / "m");
+    }
+    EXPECT_TRUE(bytes[0] == bytes[1]) << Name(t);
+  }
+}
+
+TEST(Checkpoint, ResumeEqualsUninterruptedRun) {
+  TempDir dir;
+  auto train = MakeSynthetic(3000, 5, 8, 1, 2), valid = MakeSynthetic(500, 5, 8, 1, 4);
+  for (ModelType t : {ModelType::kFfm, ModelType::kDeepFfm}) {
+    TrainOptions o = SmallOptions(t);
+    o.model.batch_norm = o.model.is_deep();
+    o.epochs = 4;
+    o.auto_stop = true;
+    o.patience = 3;
+    MemorySource src(train.data), va(valid.data);
+    auto full = Train(o, src, &va, "{}", {});
+    ASSERT_TRUE(full.ok());
+    ASSERT_TRUE(SaveModel(**full, dir / "full").ok());
+
+    TrainOptions first = o;
+    first.epochs = 2;
+    first.checkpoint_path = dir / "ckpt";
+    ASSERT_TRUE(Train(first, src, &va, "{}", {}).ok());
+    TrainOptions rest = o;
+    rest.resume_path = dir / "ckpt";
+    TrainSummary summary;
+    auto resumed = Train(rest, src, &va, "{}", {}, &summary);
+    ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+    ASSERT_TRUE(SaveModel(**resumed, dir / "resumed").ok());
+    EXPECT_EQ(summary.epochs.size(), 4u);  // the history survives the restart
+    EXPECT_TRUE(ReadBytes(dir / "full") == ReadBytes(dir / "resumed")) << Name(t);
+  }
+}
+
+TEST(EarlyStopping, KeepsTheBestEpochsParameters) {
+  // Few rows, many values, a large step: validation logloss soon rises.
+  auto train = MakeSynthetic(1500, 6, 40, 1, 2), valid = MakeSynthetic(1000, 6, 40, 1, 5);
+  TrainOptions o = SmallOptions(ModelType::kFfm);
+  o.lr = 0.5f;
+  o.lambda = 0;
+  o.epochs = 30;
+  o.auto_stop = true;
+  MemorySource src(train.data), va(valid.data);
+  TrainSummary summary;
+  std::vector<EpochReport> seen;
+  TrainCallbacks cb;
+  cb.on_epoch = [&](const EpochReport& r) { seen.push_back(r); };
+  auto model = Train(o, src, &va, "{}", cb, &summary);
+  ASSERT_TRUE(model.ok());
+  ASSERT_TRUE(summary.stopped_early);
+  ASSERT_GT(summary.best_epoch, 0);
+  ASSERT_EQ(seen.size(), summary.epochs.size());
+  const EpochReport& best = summary.epochs[summary.best_epoch - 1];
+  const EpochReport& last = summary.epochs.back();
+  EXPECT_GT(last.va_logloss, best.va_logloss);
+  for (const auto& r : summary.epochs) EXPECT_GE(r.va_logloss, best.va_logloss);
+  // The returned model is the best epoch's, not the last one's.
+  std::vector<float> pred(valid.data.rows());
+  PredictBatch(**model, valid.data.view(), pred);
+  const double ll = ComputeMetrics(pred, valid.data.labels, {}, Task::kClassification).logloss;
+  EXPECT_NEAR(ll, best.va_logloss, 1e-6);
+  EXPECT_TRUE(seen.back().ToJson().contains("va_auc"));
+}
+
+// ---- unseen values ------------------------------------------------------------
+
+ExampleBlock Rows(std::initializer_list<std::vector<Feature>> rows) {
+  ExampleBlock b;
+  for (const auto& r : rows) b.add(0, 1, r);
+  return b;
+}
+
+TEST(Unseen, MeanOfTheFieldsSeenVectorsAndZeroLinearWeight) {
+  auto train = MakeSynthetic(3000, 4, 6, 1, 2);
+  // Index 23 (field 3) appears once: rare under min_count 2.
+  const uint32_t kRare = 4 * 6;  // one past field 3's values
+  train.data.features[3] = Feature{3, kRare, 1.0f};
+  float p_mean = 0, p_zero = 0;
+  for (UnseenMode mode : {UnseenMode::kMean, UnseenMode::kZero}) {
+    TrainOptions o = SmallOptions(ModelType::kFfm);
+    o.min_count = 2;
+    o.unseen = mode;
+    MemorySource src(train.data);
+    auto model = Train(o, src, nullptr, "{}", {});
+    ASSERT_TRUE(model.ok());
+    const Model& m = **model;
+    const SparseTable& t = m.store.sparse.at("field_aware_embedding");
+    ASSERT_EQ(m.counts[kRare], 1u);
+    // The stored unseen vector of field 2 is the mean over its known values.
+    std::vector<double> mean(t.slots * t.k, 0.0);
+    int n = 0;
+    for (uint32_t j = 0; j < m.spec.num_indices; ++j)
+      if (m.field_of[j] == 2 && m.counts[j] >= 2) {
+        ++n;
+        for (uint32_t d = 0; d < t.slots * t.k; ++d) mean[d] += t.row(j)[d];
+      }
+    ASSERT_GT(n, 0);
+    for (uint32_t d = 0; d < t.slots * t.k; ++d)
+      EXPECT_NEAR(t.unseen_row(2)[d], mode == UnseenMode::kMean ? mean[d] / n : 0.0, 1e-5);
+    // A never-seen index, an out-of-range index and a rare one predict alike.
+    std::vector<Feature> base{{0, 1, 1}, {1, 7, 1}, {2, 13, 1}};
+    auto with = [&](Feature f) {
+      auto r = base;
+      r.push_back(f);
+      return r;
+    };
+    ExampleBlock rows = Rows({with({3, 999999, 1}), with({3, kRare, 1}), base});
+    std::vector<float> p(rows.rows());
+    PredictBatch(m, rows.view(), p);
+    EXPECT_FLOAT_EQ(p[0], p[1]);
+    if (mode == UnseenMode::kMean) {
+      p_mean = p[0];
+    } else {
+      p_zero = p[0];
+      EXPECT_FLOAT_EQ(p[0], p[2]);  // zero vectors and zero weight: the feature is absent
+    }
+  }
+  EXPECT_GT(std::fabs(p_mean - p_zero), 1e-4);  // the two rules really differ
+}
+
+TEST(Export, LatentTsvHasFieldAndFeatureIds) {
+  TempDir dir;
+  auto train = MakeSynthetic(500, 3, 4, 1, 2);
+  MemorySource src(train.data);
+  auto model = Train(SmallOptions(ModelType::kFfm), src, nullptr, "{}", {});
+  ASSERT_TRUE(model.ok());
+  ASSERT_TRUE(ExportLatentTsv(**model, dir / "latent.tsv").ok());
+  std::ifstream in(dir / "latent.tsv");
+  std::string header, line;
+  std::getline(in, header);
+  EXPECT_EQ(header, "table\tfield\tfeature\tcount\ttarget_field\tv0\tv1\tv2\tv3");
+  size_t lines = 0, unseen = 0;
+  while (std::getline(in, line)) {
+    ++lines;
+    unseen += line.find("\tunseen\t") != std::string::npos;
+  }
+  EXPECT_EQ(lines, (12 + 3) * 3u);  // (12 values + 3 unseen rows) x 3 target fields
+  EXPECT_EQ(unseen, 9u);
+}
+
+}  // namespace
+}  // namespace fieldfm
