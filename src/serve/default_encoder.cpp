@@ -1,0 +1,32 @@
+// The production encoder: the model's own feature pipeline. Kept in its own
+// object so the server links without the data module until it is needed.
+#include "fieldfm/serve.h"
+
+namespace fieldfm {
+namespace {
+
+class PipelineEncoder final : public InstanceEncoder {
+ public:
+  Status Encode(const Predictor& model, const nlohmann::json& instance, std::vector<Feature>* out,
+                size_t* ignored_fields, std::string* bad_field) const override {
+    if (instance.is_string()) {
+      return model.pipeline().EncodeTokens(instance.get_ref<const std::string&>(), out);
+    }
+    return model.pipeline().EncodeJson(instance, out, ignored_fields);
+  }
+
+  // Clients keep sending what the old model took; a model that reads another
+  // input format would fail every request, so it is not swapped in.
+  Status CheckCompatible(const Predictor& current, const Predictor& next) const override {
+    if (current.pipeline().format() != next.pipeline().format()) {
+      return Status::InvalidArgument("new model reads another input format than the one being served");
+    }
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<const InstanceEncoder> DefaultInstanceEncoder() { return std::make_shared<PipelineEncoder>(); }
+
+}  // namespace fieldfm
