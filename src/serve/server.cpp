@@ -474,6 +474,12 @@ Status Server::Start() {
   s.http.set_write_timeout(o.write_timeout);
   s.http.set_payload_max_length(o.max_body_bytes);
   s.http.set_tcp_nodelay(true);
+  // httplib also sets SO_REUSEPORT, which lets a second server silently share
+  // the port; only SO_REUSEADDR (fast restarts) is wanted.
+  s.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   s.Routes();
 
   if (!IsLoopbackHost(o.host)) {
