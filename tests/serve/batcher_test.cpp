@@ -34,6 +34,37 @@ bool AwaitQueued(const MicroBatcher& batcher, size_t rows) {
   return false;
 }
 
+// Sends inputs[0] first and holds its Predict call (the only slot) until
+// every row of inputs[1..] waits in the batcher; then lets everything run.
+// Returns each input's predictions.
+std::vector<std::vector<float>> PredictQueuedBehindFirst(MicroBatcher& batcher,
+                                                         const std::shared_ptr<FakePredictor>& model,
+                                                         const std::vector<ExampleBlock>& inputs) {
+  Gate gate;
+  std::atomic<bool> first{true};
+  model->on_predict = [&](size_t) {
+    if (first.exchange(false)) gate.Wait();
+  };
+  std::vector<std::vector<float>> outputs;
+  size_t queued = 0;
+  for (const auto& in : inputs) outputs.emplace_back(in.rows());
+  std::vector<std::thread> threads;
+  auto send = [&](size_t t) {
+    threads.emplace_back([&, t] { EXPECT_TRUE(batcher.Predict(model, inputs[t], outputs[t]).ok()); });
+  };
+  send(0);
+  EXPECT_TRUE(gate.AwaitArrivals(1));
+  for (size_t t = 1; t < inputs.size(); ++t) {
+    send(t);
+    queued += inputs[t].rows();
+  }
+  EXPECT_TRUE(AwaitQueued(batcher, queued));
+  gate.Open();
+  for (auto& t : threads) t.join();
+  model->on_predict = nullptr;
+  return outputs;
+}
+
 TEST(MicroBatcher, IdleBatcherPredictsAtOnce) {
   auto model = std::make_shared<FakePredictor>("v1", 3);
   MicroBatcher batcher({256, std::chrono::seconds(10), 1});
@@ -47,24 +78,10 @@ TEST(MicroBatcher, IdleBatcherPredictsAtOnce) {
 
 TEST(MicroBatcher, MissesQueuedBehindABusySlotShareOneCall) {
   auto model = std::make_shared<FakePredictor>("v1", 3);
-  Gate gate;
-  std::atomic<bool> first{true};
-  model->on_predict = [&](size_t) {
-    if (first.exchange(false)) gate.Wait();
-  };
   MicroBatcher batcher({256, std::chrono::seconds(10), 1});
-  std::vector<std::thread> threads;
   std::vector<ExampleBlock> inputs;
   for (uint32_t i = 0; i < 5; ++i) inputs.push_back(Rows({10 + i}));
-  std::vector<std::vector<float>> outputs(5, std::vector<float>(1));
-  threads.emplace_back([&] { ASSERT_TRUE(batcher.Predict(model, inputs[0], outputs[0]).ok()); });
-  ASSERT_TRUE(gate.AwaitArrivals(1));  // the only slot is busy now
-  for (int t = 1; t < 5; ++t) {
-    threads.emplace_back([&, t] { ASSERT_TRUE(batcher.Predict(model, inputs[t], outputs[t]).ok()); });
-  }
-  ASSERT_TRUE(AwaitQueued(batcher, 4));
-  gate.Open();
-  for (auto& t : threads) t.join();
+  const auto outputs = PredictQueuedBehindFirst(batcher, model, inputs);
   EXPECT_EQ(model->batch_sizes(), (std::vector<size_t>{1, 4}));
   for (int t = 0; t < 5; ++t) EXPECT_EQ(outputs[t], Direct(*model, inputs[t])) << t;
   EXPECT_EQ(batcher.stats().predict_calls, 2u);
@@ -74,24 +91,10 @@ TEST(MicroBatcher, MissesQueuedBehindABusySlotShareOneCall) {
 
 TEST(MicroBatcher, BatchesNeverExceedMaxBatch) {
   auto model = std::make_shared<FakePredictor>("v1", 3);
-  Gate gate;
-  std::atomic<bool> first{true};
-  model->on_predict = [&](size_t) {
-    if (first.exchange(false)) gate.Wait();
-  };
   MicroBatcher batcher({3, std::chrono::seconds(10), 1});
-  std::vector<std::thread> threads;
   std::vector<ExampleBlock> inputs;
   for (uint32_t i = 0; i < 7; ++i) inputs.push_back(Rows({i}));
-  std::vector<std::vector<float>> outputs(7, std::vector<float>(1));
-  threads.emplace_back([&] { ASSERT_TRUE(batcher.Predict(model, inputs[0], outputs[0]).ok()); });
-  ASSERT_TRUE(gate.AwaitArrivals(1));
-  for (int t = 1; t < 7; ++t) {
-    threads.emplace_back([&, t] { ASSERT_TRUE(batcher.Predict(model, inputs[t], outputs[t]).ok()); });
-  }
-  ASSERT_TRUE(AwaitQueued(batcher, 6));
-  gate.Open();
-  for (auto& t : threads) t.join();
+  const auto outputs = PredictQueuedBehindFirst(batcher, model, inputs);
   size_t total = 0;
   for (size_t n : model->batch_sizes()) {
     EXPECT_LE(n, 3u);

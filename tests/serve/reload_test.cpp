@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "serve/fake_model.h"
+#include "serve/server_fixture.h"
 
 namespace fieldfm {
 namespace {
@@ -22,62 +22,13 @@ using testing::WriteModelFile;
 const json kInstances = json::parse(R"([{"user": "u1", "item": "i9"}, "0:5:1 1:77:1", {"user": "u2"}])");
 const std::string kBody = json{{"instances", kInstances}}.dump();
 
-class ReloadTest : public ::testing::Test {
- protected:
-  void SetUp() override { WriteModelFile(path_, "fake v1 7"); }
-
-  void StartServer(const std::function<void(ServeOptions&)>& tweak = nullptr) {
-    ServeOptions o = TestOptions(path_, &store_, &log_, &log_mu_);
-    if (tweak) tweak(o);
-    server_ = std::move(Server::Create(std::move(o))).value();
-    ASSERT_TRUE(server_->Start().ok());
-    ASSERT_TRUE(server_->WaitForFirstModel().ok());
-  }
-
-  httplib::Client Client() {
-    httplib::Client c("127.0.0.1", server_->port());
-    c.set_read_timeout(std::chrono::seconds(20));
-    return c;
-  }
-
-  std::pair<int, json> Post(const std::string& path, const std::string& body) {
-    auto c = Client();
-    auto res = c.Post(path.c_str(), body, "application/json");
-    EXPECT_TRUE(res);
-    if (!res) return {0, json()};
-    return {res->status, json::parse(res->body, nullptr, false)};
-  }
-
-  bool Logged(const std::string& needle) {
-    std::lock_guard lock(log_mu_);
-    for (const auto& line : log_) {
-      if (line.find(needle) != std::string::npos) return true;
-    }
-    return false;
-  }
-
-  // Bounded wait for the server to report `version` (a hang guard only).
-  bool AwaitVersion(const std::string& version) {
-    for (int i = 0; i < 2000; ++i) {
-      if (server_->model_version() == version) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return false;
-  }
-
-  TempDir dir_;
-  std::string path_ = dir_.File("model.fake");
-  FakeModelStore store_;
-  std::vector<std::string> log_;
-  std::mutex log_mu_;
-  std::unique_ptr<Server> server_;
-};
+using ReloadTest = testing::ServerFixture;
 
 TEST_F(ReloadTest, ReloadEndpointSwapsInAGoodModel) {
   StartServer();
   auto [s1, before] = Post("/v1/predict", kBody);
   ASSERT_EQ(s1, 200);
-  WriteModelFile(path_, "fake v2 8");
+  WriteModelFile(model_path_, "fake v2 8");
   auto [status, answer] = Post("/v1/reload", "");
   ASSERT_EQ(status, 200) << answer.dump();
   EXPECT_EQ(answer["model_version"], "v2");
@@ -92,7 +43,7 @@ TEST_F(ReloadTest, ReloadEndpointSwapsInAGoodModel) {
 
 TEST_F(ReloadTest, CorruptModelIsRejectedAndTheOldOneKeepsServing) {
   StartServer();
-  WriteModelFile(path_, "garbage that is no model");
+  WriteModelFile(model_path_, "garbage that is no model");
   auto [status, answer] = Post("/v1/reload", "");
   EXPECT_EQ(status, 422);
   EXPECT_NE(answer["error"].get<std::string>().find("not a fake model"), std::string::npos) << answer.dump();
@@ -108,14 +59,14 @@ TEST_F(ReloadTest, CorruptModelIsRejectedAndTheOldOneKeepsServing) {
 
 TEST_F(ReloadTest, MissingModelFileIsRejected) {
   StartServer();
-  std::filesystem::remove(path_);
+  std::filesystem::remove(model_path_);
   EXPECT_FALSE(server_->Reload().ok());
   EXPECT_EQ(server_->model_version(), "v1");
 }
 
 TEST_F(ReloadTest, IncompatibleModelIsRejected) {
   StartServer();
-  WriteModelFile(path_, "fake v2 8 otherformat");
+  WriteModelFile(model_path_, "fake v2 8 otherformat");
   Status st = server_->Reload();
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(server_->model_version(), "v1");
@@ -126,7 +77,7 @@ TEST_F(ReloadTest, ModelThatCannotScoreIsRejected) {
   store_.before_serving = [](FakePredictor& p) {
     p.on_predict = [](size_t) { throw std::runtime_error("broken weights"); };
   };
-  WriteModelFile(path_, "fake v2 8");
+  WriteModelFile(model_path_, "fake v2 8");
   Status st = server_->Reload();
   EXPECT_EQ(st.code(), StatusCode::kCorruption);
   EXPECT_NE(st.message().find("broken weights"), std::string::npos);
@@ -135,21 +86,21 @@ TEST_F(ReloadTest, ModelThatCannotScoreIsRejected) {
 
 TEST_F(ReloadTest, RequestReloadReloadsInTheBackground) {
   StartServer();
-  WriteModelFile(path_, "fake v2 8");
+  WriteModelFile(model_path_, "fake v2 8");
   server_->RequestReload();
   ASSERT_TRUE(AwaitVersion("v2"));
 }
 
 TEST_F(ReloadTest, ChangedFileIsPickedUpByPolling) {
   StartServer([](ServeOptions& o) { o.poll_interval = std::chrono::milliseconds(10); });
-  WriteModelFile(path_, "fake v2 8");
+  WriteModelFile(model_path_, "fake v2 8");
   ASSERT_TRUE(AwaitVersion("v2"));
   // A corrupt write is rejected once (not retried every poll), the old model stays.
-  WriteModelFile(path_, "garbage");
+  WriteModelFile(model_path_, "garbage");
   for (int i = 0; i < 2000 && !Logged("rejected"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_TRUE(Logged("rejected"));
   EXPECT_EQ(server_->model_version(), "v2");
-  WriteModelFile(path_, "fake v3 9");
+  WriteModelFile(model_path_, "fake v3 9");
   ASSERT_TRUE(AwaitVersion("v3"));
 }
 
@@ -168,7 +119,7 @@ TEST_F(ReloadTest, InFlightRequestFinishesOnTheModelItStartedWith) {
   std::pair<int, json> slow;
   std::thread client([&] { slow = Post("/v1/predict", kBody); });
   ASSERT_TRUE(in_predict.AwaitArrivals(1));
-  WriteModelFile(path_, "fake v2 8");
+  WriteModelFile(model_path_, "fake v2 8");
   ASSERT_TRUE(server_->Reload().ok());
   auto [status, fresh] = Post("/v1/predict", kBody);  // not blocked: v2 has no gate
   ASSERT_EQ(status, 200);
@@ -223,7 +174,7 @@ TEST_F(ReloadTest, ReloadsUnderLoadFailNoRequest) {
   };
   let_clients_run();
   for (const char* content : files) {
-    WriteModelFile(path_, content);
+    WriteModelFile(model_path_, content);
     const bool good = std::string(content).starts_with("fake") && !std::string(content).ends_with("otherformat");
     EXPECT_EQ(server_->Reload().ok(), good) << content;
     let_clients_run();
@@ -237,8 +188,8 @@ TEST_F(ReloadTest, ReloadsUnderLoadFailNoRequest) {
 }
 
 TEST_F(ReloadTest, FirstLoadFailureIsReportedAndServerIsNotReady) {
-  WriteModelFile(path_, "garbage");
-  ServeOptions o = TestOptions(path_, &store_, &log_, &log_mu_);
+  WriteModelFile(model_path_, "garbage");
+  ServeOptions o = TestOptions(model_path_, &store_, &log_, &log_mu_);
   server_ = std::move(Server::Create(std::move(o))).value();
   ASSERT_TRUE(server_->Start().ok());
   Status st = server_->WaitForFirstModel();
@@ -247,7 +198,7 @@ TEST_F(ReloadTest, FirstLoadFailureIsReportedAndServerIsNotReady) {
   auto c = Client();
   EXPECT_EQ(c.Get("/readyz")->status, 503);
   // A good file later makes it ready.
-  WriteModelFile(path_, "fake v1 7");
+  WriteModelFile(model_path_, "fake v1 7");
   ASSERT_TRUE(server_->Reload().ok());
   EXPECT_EQ(c.Get("/readyz")->status, 200);
 }

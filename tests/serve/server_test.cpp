@@ -1,7 +1,7 @@
 // The server end to end over real HTTP (httplib::Client on a free port).
 #include <gtest/gtest.h>
 
-#include "serve/fake_model.h"
+#include "serve/server_fixture.h"
 
 namespace fieldfm {
 namespace {
@@ -17,64 +17,9 @@ using testing::TempDir;
 using testing::TestOptions;
 using testing::WriteModelFile;
 
-class ServerTest : public ::testing::Test {
+class ServerTest : public testing::ServerFixture {
  protected:
-  void SetUp() override { WriteModelFile(model_path_, "fake v1 7"); }
-
-  // Starts a server on the fake model with `tweak` applied to the options.
-  void StartServer(const std::function<void(ServeOptions&)>& tweak = nullptr) {
-    ServeOptions o = TestOptions(model_path_, &store_, &log_, &log_mu_);
-    if (tweak) tweak(o);
-    auto created = Server::Create(std::move(o));
-    ASSERT_TRUE(created.ok()) << created.status().message();
-    server_ = std::move(created).value();
-    ASSERT_TRUE(server_->Start().ok());
-    ASSERT_TRUE(server_->WaitForFirstModel().ok());
-  }
-
-  httplib::Client Client() {
-    httplib::Client c("127.0.0.1", server_->port());
-    c.set_read_timeout(std::chrono::seconds(20));
-    return c;
-  }
-
-  // POSTs a JSON body; returns the status and the parsed answer.
-  std::pair<int, json> Post(const std::string& path, const std::string& body) {
-    auto c = Client();
-    auto res = c.Post(path.c_str(), body, "application/json");
-    EXPECT_TRUE(res) << "request failed: " << httplib::to_string(res.error());
-    if (!res) return {0, json()};
-    return {res->status, json::parse(res->body, nullptr, false)};
-  }
-
-  std::string Get(const std::string& path, int* status = nullptr) {
-    auto c = Client();
-    auto res = c.Get(path.c_str());
-    EXPECT_TRUE(res);
-    if (!res) return {};
-    if (status) *status = res->status;
-    return res->body;
-  }
-
-  // The value of a sample line `name value` in the metrics text, or -1.
-  double Metric(const std::string& name) {
-    const std::string text = Get("/metrics");
-    const std::string prefix = name + " ";
-    size_t pos = 0;
-    while ((pos = text.find(prefix, pos)) != std::string::npos) {
-      if (pos == 0 || text[pos - 1] == '\n') return std::stod(text.substr(pos + prefix.size()));
-      pos += prefix.size();
-    }
-    return -1;
-  }
-
-  TempDir dir_;
-  std::string model_path_ = dir_.File("model.fake");
-  FakeModelStore store_;
   FakePredictor reference_{"v1", 7};  // same parameters as the served model; keeps its counters clean
-  std::vector<std::string> log_;
-  std::mutex log_mu_;
-  std::unique_ptr<Server> server_;  // last: stops before what it logs into goes
 };
 
 const json kInstances = json::parse(R"([
