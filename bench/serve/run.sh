@@ -19,7 +19,7 @@ wrk_threads=${WRK_THREADS:-1}
 scenarios=${SCENARIOS:-miss hit batch100}
 
 # wrk is a bench tool, not a build dependency: installed here, on demand.
-if ! command -v wrk >/dev/null; then
+if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends wrk curl
 fi

@@ -128,7 +128,8 @@ struct Server::Impl {
   Status LoadNow();
   void ReloadLoop();
   void Routes();
-  void HandlePredict(const httplib::Request& req, httplib::Response& res);
+  void HandlePredict(const std::string& request_body, httplib::Response& res);
+  void ReadAndPredict(httplib::Response& res, const httplib::ContentReader& reader);
   void HandleModel(httplib::Response& res) const;
   void HandleMetrics(httplib::Response& res) const;
 };
@@ -227,7 +228,25 @@ void Server::Impl::ReloadLoop() {
 
 // ----------------------------------------------------------------- handlers
 
-void Server::Impl::HandlePredict(const httplib::Request& req, httplib::Response& res) {
+// Predict bodies are read through a content reader: httplib then skips its
+// own body handling, which would cap bodies sent as curl's default
+// application/x-www-form-urlencoded at 8 KiB. --max-body still applies (413).
+void Server::Impl::ReadAndPredict(httplib::Response& res, const httplib::ContentReader& reader) {
+  thread_local std::string body;
+  body.clear();
+  const bool complete = reader([&](const char* data, size_t n) {
+    body.append(data, n);
+    return true;
+  });
+  if (!complete) {
+    if (res.status < 400) res.status = 400;  // httplib sets 413 when over --max-body
+    return;
+  }
+  HandlePredict(body, res);
+  if (body.capacity() > (8u << 20)) std::string().swap(body);
+}
+
+void Server::Impl::HandlePredict(const std::string& request_body, httplib::Response& res) {
   constexpr const char* kJson = "application/json";
   auto fail = [&](int status, const std::string& body) {
     res.status = status;
@@ -238,7 +257,7 @@ void Server::Impl::HandlePredict(const httplib::Request& req, httplib::Response&
 
   nlohmann::json body;
   try {
-    body = nlohmann::json::parse(req.body);
+    body = nlohmann::json::parse(request_body);
   } catch (const nlohmann::json::parse_error& e) {
     return fail(400, JsonError(fmt::format("malformed JSON at byte {}", e.byte)));
   }
@@ -313,6 +332,8 @@ void Server::Impl::HandlePredict(const httplib::Request& req, httplib::Response&
   fmt::format_to(out, "],\"model_version\":{},\"ignored_fields\":{}}}", model->version_json, ignored);
   res.status = 200;
   res.set_content(s.body, kJson);
+  // One huge request must not pin its memory in this worker forever.
+  if (s.misses.features.capacity() > (1u << 20)) s = Scratch();
 }
 
 void Server::Impl::HandleModel(httplib::Response& res) const {
@@ -393,13 +414,17 @@ void Server::Impl::Routes() {
   }));
   http.Get("/v1/model", timed(Endpoint::kModel, [this](const Request&, Response& res) { HandleModel(res); }));
   http.Get("/metrics", timed(Endpoint::kMetrics, [this](const Request&, Response& res) { HandleMetrics(res); }));
-  http.Post("/v1/predict", timed(Endpoint::kPredict, [this](const Request& req, Response& res) {
-    HandlePredict(req, res);
-  }));
+  // Same timing as `timed`, for handlers that read the body themselves.
+  auto timed_reader = [this](Endpoint e) {
+    return [this, e](const Request&, Response& res, const httplib::ContentReader& reader) {
+      const auto t0 = std::chrono::steady_clock::now();
+      ReadAndPredict(res, reader);
+      metrics.ObserveLatency(e, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    };
+  };
+  http.Post("/v1/predict", timed_reader(Endpoint::kPredict));
   // TensorFlow Serving's REST shape; one model is served, so any NAME answers.
-  http.Post(R"(/v1/models/([^/]+):predict)", timed(Endpoint::kTfPredict, [this](const Request& req, Response& res) {
-    HandlePredict(req, res);
-  }));
+  http.Post(R"(/v1/models/([^/]+):predict)", timed_reader(Endpoint::kTfPredict));
   http.Post("/v1/reload", timed(Endpoint::kReload, [this](const Request&, Response& res) {
     Status st = LoadNow();
     if (!st.ok()) {

@@ -174,6 +174,7 @@ TEST_F(ServerTest, EachMalformedRequestClassGetsItsStatus) {
       {"bad token", R"({"instances": ["0:1:1", "1:2:1", "3-4"]})", 400, 2, ""},
       {"too many instances", R"({"instances": ["0:1:1", "0:1:1", "0:1:1", "0:1:1"]})", 413, -1, ""},
       {"body too large", R"({"instances": [")" + std::string(5000, ' ') + R"("]})", 413, -1, ""},
+      {"deep nesting", R"({"instances": [)" + std::string(1500, '[') + std::string(1500, ']') + "]}", 400, 0, ""},
   };
   for (const auto& c : cases) {
     auto [status, answer] = Post("/v1/predict", c.body);
@@ -192,6 +193,18 @@ TEST_F(ServerTest, EachMalformedRequestClassGetsItsStatus) {
   EXPECT_EQ(status, 404);
   // The server still answers after all that.
   EXPECT_EQ(Post("/v1/predict", R"({"instances": ["0:1:1"]})").first, 200);
+}
+
+TEST_F(ServerTest, LargeBodyWithCurlsDefaultContentTypeIsAccepted) {
+  StartServer();
+  json instances = json::array();
+  for (int i = 0; i < 500; ++i) instances.push_back("0:" + std::to_string(i) + ":1 1:2:1 2:3:0.25");
+  const std::string body = json{{"instances", instances}}.dump();
+  ASSERT_GT(body.size(), 8192u);  // over httplib's cap for form-encoded bodies
+  auto res = Client().Post("/v1/predict", body, "application/x-www-form-urlencoded");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(AsFloats(json::parse(res->body)["predictions"]), DirectPredictions(reference_, instances));
 }
 
 TEST_F(ServerTest, KeepAliveConnectionServesManyRequests) {
