@@ -128,6 +128,7 @@ struct Server::Impl {
   Status LoadNow();
   void ReloadLoop();
   void Routes();
+  void Observe(Endpoint e, std::chrono::steady_clock::time_point start, const httplib::Response& res);
   void HandlePredict(const std::string& request_body, httplib::Response& res);
   void ReadAndPredict(httplib::Response& res, const httplib::ContentReader& reader);
   void HandleModel(httplib::Response& res) const;
@@ -389,6 +390,18 @@ void Server::Impl::HandleMetrics(httplib::Response& res) const {
   res.set_content(out, "text/plain; version=0.0.4");
 }
 
+// Set when a handler counted its own response, so the logger (same thread,
+// right after the response is written) does not count it again.
+thread_local bool t_counted_by_handler = false;
+
+// Counts a handled response before it is sent, so a client that reads
+// /metrics right after its answer always sees it counted.
+void Server::Impl::Observe(Endpoint e, std::chrono::steady_clock::time_point start, const httplib::Response& res) {
+  metrics.ObserveLatency(e, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  metrics.CountResponse(e, res.status == -1 ? 200 : res.status);
+  t_counted_by_handler = true;
+}
+
 void Server::Impl::Routes() {
   using httplib::Request;
   using httplib::Response;
@@ -397,7 +410,7 @@ void Server::Impl::Routes() {
     return [this, e, handler](const Request& req, Response& res) {
       const auto t0 = std::chrono::steady_clock::now();
       handler(req, res);
-      metrics.ObserveLatency(e, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      Observe(e, t0, res);
     };
   };
   http.Get("/healthz", timed(Endpoint::kHealthz, [](const Request&, Response& res) {
@@ -419,7 +432,7 @@ void Server::Impl::Routes() {
     return [this, e](const Request&, Response& res, const httplib::ContentReader& reader) {
       const auto t0 = std::chrono::steady_clock::now();
       ReadAndPredict(res, reader);
-      metrics.ObserveLatency(e, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      Observe(e, t0, res);
     };
   };
   http.Post("/v1/predict", timed_reader(Endpoint::kPredict));
@@ -438,7 +451,10 @@ void Server::Impl::Routes() {
     res.set_content("{\"reloaded\":true,\"model_version\":" + Current()->version_json + "}", "application/json");
   }));
 
+  // Responses httplib produced without a handler (404, 413 before routing,
+  // bad HTTP) are counted here, after they were sent.
   http.set_logger([this](const Request& req, const Response& res) {
+    if (std::exchange(t_counted_by_handler, false)) return;
     metrics.CountResponse(serve::EndpointFor(req.path), res.status);
   });
   // Bodies for errors httplib answers itself (404, 413, 400 on bad HTTP).
