@@ -38,6 +38,8 @@ class InstanceEncoder {
                         size_t* ignored_fields, std::string* bad_field) const = 0;
   // Called before a reloaded model replaces `current`; an error keeps `current`.
   virtual Status CheckCompatible(const Predictor& current, const Predictor& next) const { return Status::Ok(); }
+  // What clients must send (format, field names), shown by GET /v1/model as "input".
+  virtual nlohmann::json DescribeInput(const Predictor& model) const { return nullptr; }
 };
 
 struct ServeOptions {

@@ -23,6 +23,26 @@ class PipelineEncoder final : public InstanceEncoder {
     }
     return Status::Ok();
   }
+
+  nlohmann::json DescribeInput(const Predictor& model) const override {
+    const FeaturePipeline& pipeline = model.pipeline();
+    nlohmann::json j;
+    j["format"] = FormatName(pipeline.format());
+    j["num_fields"] = pipeline.num_fields();
+    j["field_names"] = pipeline.field_names();
+    return j;
+  }
+
+ private:
+  static const char* FormatName(InputFormat format) {
+    switch (format) {
+      case InputFormat::kLibffm: return "libffm";
+      case InputFormat::kLibsvm: return "libsvm";
+      case InputFormat::kCsv: return "csv";
+      case InputFormat::kTsv: return "tsv";
+      default: return "auto";
+    }
+  }
 };
 
 }  // namespace

@@ -49,6 +49,7 @@ struct LoadedModel {
   std::string version_json;  // JSON-escaped, quotes included
   uint64_t tag = 0;
   nlohmann::json metadata;
+  nlohmann::json input;  // InstanceEncoder::DescribeInput
   std::chrono::system_clock::time_point loaded_at;
 };
 
@@ -182,6 +183,7 @@ Status Server::Impl::LoadNow() {
   fresh->tag = serve::ModelTag(fresh->version);
   try {
     fresh->metadata = next->Metadata();
+    fresh->input = options.encoder->DescribeInput(*next);
   } catch (const std::exception& e) {
     return reject(Status::Corruption(std::string("model metadata failed: ") + e.what()));
   }
@@ -351,6 +353,7 @@ void Server::Impl::HandleModel(httplib::Response& res) const {
   j["loaded_at"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", loaded);
   j["loaded_at_unix"] = std::chrono::duration<double>(loaded.time_since_epoch()).count();
   j["metadata"] = model->metadata;
+  if (!model->input.is_null()) j["input"] = model->input;
   for (const char* key : {"model_type", "type", "fields", "num_fields", "field_names"}) {
     if (model->metadata.is_object() && model->metadata.contains(key)) j[key] = model->metadata[key];
   }

@@ -151,6 +151,10 @@ class FakeEncoder final : public InstanceEncoder {
     return Status::Ok();
   }
 
+  nlohmann::json DescribeInput(const Predictor& model) const override {
+    return {{"format", dynamic_cast<const FakePredictor&>(model).format()}, {"field_names", {"user", "item", "hour"}}};
+  }
+
   static Status EncodeTokens(const std::string& text, std::vector<Feature>* out) {
     std::istringstream in(text);
     std::string token;

@@ -254,6 +254,8 @@ TEST_F(ServerTest, ModelEndpointDescribesTheModel) {
   EXPECT_EQ(j["model_type"], "fake");
   EXPECT_EQ(j["fields"], 3);
   EXPECT_EQ(j["model_path"], model_path_);
+  EXPECT_EQ(j["input"]["field_names"], json({"user", "item", "hour"}));
+  EXPECT_EQ(j["input"]["format"], "fake");
   EXPECT_GT(j["loaded_at_unix"].get<double>(), 1.6e9);
   EXPECT_EQ(j["loaded_at"].get<std::string>().size(), std::string("2026-01-01T00:00:00Z").size());
 }
