@@ -1,7 +1,4 @@
 // `fieldfm serve`: the HTTP prediction server (see docs/serve.md).
-#include "serve/cli_gate.h"
-
-#if FIELDFM_SERVE_CLI
 
 #include <pthread.h>
 #include <signal.h>
@@ -97,4 +94,3 @@ Register kServe{{"serve", "Serve predictions over HTTP/JSON (cache, micro-batchi
 }  // namespace
 }  // namespace fieldfm::cli
 
-#endif  // FIELDFM_SERVE_CLI
