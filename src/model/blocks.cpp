@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#ifdef __SSE__
+#include <immintrin.h>
+#endif
+
 namespace fieldfm {
 
 RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training) {
@@ -24,6 +28,19 @@ inline void Axpy(float a, const float* src, float* dst, uint32_t n) {
   } else {
     for (uint32_t d = 0; d < n; ++d) dst[d] += a * src[d];
   }
+}
+
+// dst[4g..4g+4) += a * src[g*stride..+4) for g < slots: k = 4 slots with
+// optimizer state between them.
+inline void AxpySlots4(float a, const float* __restrict src, uint32_t stride, float* __restrict dst, uint32_t slots) {
+#ifdef __SSE__
+  const __m128 va = _mm_set1_ps(a);
+  for (uint32_t g = 0; g < slots; ++g)
+    _mm_storeu_ps(dst + 4 * g, _mm_add_ps(_mm_loadu_ps(dst + 4 * g), _mm_mul_ps(va, _mm_loadu_ps(src + g * stride))));
+#else
+  for (uint32_t g = 0; g < slots; ++g)
+    for (int d = 0; d < 4; ++d) dst[4 * g + d] += a * src[g * stride + d];
+#endif
 }
 
 // ---- sparse input blocks ---------------------------------------------------
@@ -98,12 +115,8 @@ class EmbeddingBlock : public Block {
         float* e = o + size_t(f.field) * width;
         if (rr.slot_stride == k) {
           Axpy(f.value, rr.p, e, width);
-        } else if constexpr (K > 0) {
-          const float x = f.value;
-          for (uint32_t g = 0; g < slots; ++g) {
-            const float* src = rr.p + g * rr.slot_stride;
-            for (int d = 0; d < K; ++d) e[g * K + d] += x * src[d];
-          }
+        } else if constexpr (K == 4) {
+          AxpySlots4(f.value, rr.p, rr.slot_stride, e, slots);
         } else {
           for (uint32_t g = 0; g < slots; ++g) Axpy(f.value, rr.p + g * rr.slot_stride, e + g * k, k);
         }

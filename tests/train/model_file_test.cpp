@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "fieldfm/train.h"
 #include "train/memory_source.h"
@@ -87,6 +88,30 @@ TEST(ModelFile, SaveLoadPredictIdenticalForEveryModel) {
     EXPECT_EQ(SpecOf(**loaded).type, t);
     EXPECT_EQ(ModelMetadata(**loaded)["version"].get<std::string>().size(), 16u);
   }
+}
+
+TEST(ModelFile, ConcurrentPredictionsMatchSequentialOnes) {
+  auto train = MakeSynthetic(2000, 5, 8, 1, 2), test = MakeSynthetic(2000, 5, 8, 1, 3);
+  TrainOptions o = SmallOptions(ModelType::kDeepFfm);
+  o.model.batch_norm = true;
+  MemorySource src(train.data);
+  auto model = Train(o, src, nullptr, "{}", {});
+  ASSERT_TRUE(model.ok());
+  const std::vector<float> expected = Predict(**model, test.data);
+  std::vector<std::vector<float>> got(4, std::vector<float>(test.data.rows()));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 3; ++rep) PredictBatch(**model, test.data.view(), got[t]);
+    });
+  for (auto& th : threads) th.join();
+  for (const auto& g : got) EXPECT_EQ(g, expected);
+  // A multi-threaded pass over a source keeps the input order.
+  MemorySource test_src(test.data);
+  std::vector<float> pred, labels, weights;
+  ASSERT_TRUE(PredictSource(**model, test_src, 3, &pred, &labels, &weights).ok());
+  EXPECT_EQ(pred, expected);
+  EXPECT_EQ(labels, test.data.labels);
 }
 
 TEST(ModelFile, BadFilesGiveClearErrors) {
