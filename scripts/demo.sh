@@ -9,8 +9,7 @@ FFM=build/release/fieldfm
 out=demo
 mkdir -p "$out"
 echo "== generating synthetic CTR data (hidden ground-truth model, known Bayes floor)"
-$FFM synth --rows 200000 --fields 20 --numeric 5 --seed 7 -o "$out/train.ffm"
-$FFM synth --rows 50000 --fields 20 --numeric 5 --seed 7 --split test -o "$out/test.ffm"
+$FFM synth -o "$out/synth" --rows 200000 --test-rows 50000 --fields 20 --numeric 5 --seed 7
 echo "== binary cache + data summary"
-$FFM cache "$out/train.ffm" -o "$out/train.ffm.bin"
-$FFM inspect-data "$out/train.ffm"
+$FFM cache "$out/synth.train.ffm" -o "$out/synth.train.bin"
+$FFM inspect-data "$out/synth.train.ffm"

@@ -28,7 +28,12 @@ struct PipelineOptions {
   int hash_bits = 22;          // hashed categorical space per pipeline
   uint64_t hash_seed = 0;
   bool header = true;          // CSV/TSV first line is a header (when no preset says otherwise)
+  bool map_minus_one = true;   // label -1 becomes 0 (libsvm/libFM +-1 classification data)
 };
+
+// "auto" | "libffm" | "libsvm" (also "libfm") | "csv" | "tsv".
+Result<InputFormat> ParseInputFormat(std::string_view name);
+const char* InputFormatName(InputFormat format);
 
 class FeaturePipeline {
  public:

@@ -1,0 +1,114 @@
+// Binary example cache: text is parsed once, then every epoch reads an
+// mmap-ed file of raw ExampleBlocks (no parsing, no copy with block()).
+// The header records what the cache was built from (source size, mtime and
+// the pipeline fingerprint) so a stale cache is rebuilt, never silently used.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fieldfm/example.h"
+#include "fieldfm/source.h"
+#include "fieldfm/status.h"
+
+namespace fieldfm {
+
+// What a cache must match to be fresh.
+struct CacheKey {
+  uint64_t source_size = 0;
+  int64_t source_mtime_ns = 0;
+  uint64_t fingerprint = 0;  // e.g. FeaturePipeline::Fingerprint()
+  friend bool operator==(const CacheKey&, const CacheKey&) = default;
+};
+
+// Size and mtime of `source_path` plus the caller's fingerprint.
+Result<CacheKey> CacheKeyForFile(const std::string& source_path, uint64_t fingerprint);
+
+// Everything the header says about a cache file.
+struct CacheInfo {
+  uint32_t version = 0;
+  CacheKey key;
+  uint64_t rows = 0;
+  uint64_t features = 0;   // total (field, index, value) triples
+  uint64_t num_blocks = 0;
+  uint32_t max_field = 0;  // largest field id + 1 (0 when no features)
+  uint64_t max_index = 0;  // largest feature index + 1
+  double label_min = 0, label_max = 0, label_sum = 0;
+  double weight_sum = 0;
+  double weighted_label_sum = 0;
+  uint64_t file_size = 0;
+};
+
+inline constexpr size_t kDefaultCacheBlockRows = 16384;
+
+// Reads `src` to its end and writes the cache to `out_path` atomically.
+Status BuildCache(ExampleSource& src, const CacheKey& key, const std::string& out_path,
+                  size_t block_rows = kDefaultCacheBlockRows);
+
+// Header + block index of a cache (checksum verified); Corruption on a bad file.
+Result<CacheInfo> ReadCacheInfo(const std::string& cache_path);
+
+// True when the cache exists, is intact and was built for `key`. A missing,
+// corrupt, truncated or old-version file is simply not fresh.
+Result<bool> CacheIsFresh(const std::string& cache_path, const CacheKey& key);
+
+// A read-only mapping of a cache file. Sequential by default; SetShuffle gives
+// an out-of-core epoch order: blocks permuted, then rows within each block.
+class CacheSource : public ExampleSource {
+ public:
+  ~CacheSource() override;
+  CacheSource(const CacheSource&) = delete;
+  CacheSource& operator=(const CacheSource&) = delete;
+
+  static Result<std::unique_ptr<CacheSource>> Open(const std::string& path);
+
+  // ExampleSource: copies rows (in epoch order) into *out.
+  Result<size_t> Next(ExampleBlock* out, size_t max_rows) override;
+  Status Rewind() override;  // same order again; call SetShuffle for a new epoch
+  const ReadStats& stats() const override { return stats_; }
+
+  const CacheInfo& info() const { return info_; }
+  size_t num_blocks() const;
+  // Zero-copy view of stored block i (storage order). The first access of a
+  // block verifies its checksum; Corruption if it does not match. Thread-safe.
+  Result<BatchView> block(size_t i) const;
+
+  // Deterministic in (seed, epoch); also rewinds.
+  void SetShuffle(uint64_t seed, uint32_t epoch);
+  void ClearShuffle();  // back to storage order; also rewinds
+  // The epoch order, for trainers that walk block() views themselves.
+  const std::vector<uint32_t>& block_order() const { return block_order_; }
+  void RowOrder(size_t block_index, std::vector<uint32_t>* order) const;
+
+ private:
+  struct Mapping;
+  CacheSource(std::unique_ptr<Mapping> mapping, CacheInfo info);
+
+  std::unique_ptr<Mapping> map_;
+  CacheInfo info_;
+  ReadStats stats_;
+  bool shuffled_ = false;
+  uint64_t shuffle_seed_ = 0;
+  uint32_t epoch_ = 0;
+  std::vector<uint32_t> block_order_;
+  // Cursor: position in block_order_, row within that block.
+  size_t cursor_block_ = 0;
+  size_t cursor_row_ = 0;
+  std::vector<uint32_t> row_order_;  // of the current block when shuffled
+  size_t row_order_block_ = SIZE_MAX;
+};
+
+inline Result<std::unique_ptr<CacheSource>> OpenCache(const std::string& path) { return CacheSource::Open(path); }
+
+// Opens `cache_path` when it is fresh for `key`, otherwise builds it from
+// make_source() first. *rebuilt (optional) tells which happened.
+using SourceFactory = std::function<Result<std::unique_ptr<ExampleSource>>()>;
+Result<std::unique_ptr<CacheSource>> OpenOrBuildCache(const std::string& cache_path, const CacheKey& key,
+                                                      const SourceFactory& make_source,
+                                                      size_t block_rows = kDefaultCacheBlockRows,
+                                                      bool* rebuilt = nullptr);
+
+}  // namespace fieldfm

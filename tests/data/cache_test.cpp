@@ -1,0 +1,419 @@
+#include "fieldfm/cache.h"
+
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <fstream>
+#include <set>
+
+#include "data/cache_format.h"
+#include "data/shuffle.h"
+
+namespace fieldfm {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("fieldfm_cache_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+// In-memory rows; hands them out in chunks of `chunk` rows to exercise block re-assembly.
+class VectorSource : public ExampleSource {
+ public:
+  VectorSource(ExampleBlock rows, size_t chunk) : rows_(std::move(rows)), chunk_(chunk) {}
+  Result<size_t> Next(ExampleBlock* out, size_t max_rows) override {
+    out->clear();
+    size_t n = std::min({max_rows, chunk_, rows_.rows() - pos_});
+    for (size_t i = 0; i < n; ++i, ++pos_) out->add(rows_.labels[pos_], rows_.weights[pos_], rows_.row(pos_));
+    stats_.rows += n;
+    return n;
+  }
+  Status Rewind() override {
+    pos_ = 0;
+    return Status::Ok();
+  }
+  const ReadStats& stats() const override { return stats_; }
+
+ private:
+  ExampleBlock rows_;
+  size_t chunk_, pos_ = 0;
+  ReadStats stats_;
+};
+
+class FailingSource : public ExampleSource {
+ public:
+  Result<size_t> Next(ExampleBlock* out, size_t) override {
+    out->clear();
+    if (calls_++ == 0) {
+      Feature f{0, 1, 1.0f};
+      out->add(1, 1, std::span<const Feature>(&f, 1));
+      return size_t{1};
+    }
+    return Status::DataError("in.ffm:2: missing ':' (token 'x')");
+  }
+  Status Rewind() override { return Status::Ok(); }
+  const ReadStats& stats() const override { return stats_; }
+
+ private:
+  int calls_ = 0;
+  ReadStats stats_;
+};
+
+// Rows with varying lengths (including empty rows), labels and weights.
+ExampleBlock MakeRows(size_t n, uint64_t seed) {
+  ExampleBlock b;
+  Rng rng(seed);
+  std::vector<Feature> feats;
+  for (size_t r = 0; r < n; ++r) {
+    feats.clear();
+    size_t len = rng.Below(6);
+    for (size_t j = 0; j < len; ++j)
+      feats.push_back(Feature{static_cast<uint32_t>(j), static_cast<uint32_t>(rng.Below(1000)), static_cast<float>(rng.Uniform())});
+    b.add(static_cast<float>(rng.Below(2)), 1.0f + static_cast<float>(rng.Below(5)), feats);
+  }
+  return b;
+}
+
+struct Row {
+  float label, weight;
+  std::vector<Feature> feats;
+  bool operator==(const Row&) const = default;
+  bool operator<(const Row& o) const {
+    if (label != o.label) return label < o.label;
+    if (weight != o.weight) return weight < o.weight;
+    return std::lexicographical_compare(feats.begin(), feats.end(), o.feats.begin(), o.feats.end(),
+                                        [](const Feature& a, const Feature& b) {
+                                          return std::tie(a.field, a.index, a.value) < std::tie(b.field, b.index, b.value);
+                                        });
+  }
+};
+
+std::vector<Row> ReadAll(ExampleSource& src, size_t batch) {
+  std::vector<Row> rows;
+  ExampleBlock b;
+  while (true) {
+    auto got = src.Next(&b, batch);
+    EXPECT_TRUE(got.ok()) << got.status().ToString();
+    if (!got.ok() || *got == 0) break;
+    for (size_t r = 0; r < b.rows(); ++r) {
+      auto f = b.row(r);
+      rows.push_back(Row{b.labels[r], b.weights[r], {f.begin(), f.end()}});
+    }
+  }
+  return rows;
+}
+
+std::vector<Row> Rows(const ExampleBlock& b) {
+  std::vector<Row> rows;
+  for (size_t r = 0; r < b.rows(); ++r) rows.push_back(Row{b.labels[r], b.weights[r], {b.row(r).begin(), b.row(r).end()}});
+  return rows;
+}
+
+constexpr CacheKey kKey{1234, 5678, 42};
+
+std::string BuildTestCache(const std::string& name, const ExampleBlock& rows, size_t block_rows, CacheKey key = kKey) {
+  std::string path = TempPath(name);
+  VectorSource src(rows, 7);
+  Status st = BuildCache(src, key, path, block_rows);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return path;
+}
+
+TEST(Cache, RoundTripIsIdenticalAndHeaderStatsAreRight) {
+  ExampleBlock rows = MakeRows(1000, 1);
+  std::string path = BuildTestCache("roundtrip", rows, 64);
+  auto src = OpenCache(path);
+  ASSERT_TRUE(src.ok()) << src.status().ToString();
+  const CacheInfo& info = (*src)->info();
+  EXPECT_EQ(info.rows, 1000u);
+  EXPECT_EQ(info.features, rows.features.size());
+  EXPECT_EQ((*src)->num_blocks(), (1000 + 63) / 64);
+  EXPECT_EQ(info.key, kKey);
+  uint32_t max_field = 0;
+  uint64_t max_index = 0;
+  for (const Feature& f : rows.features) {
+    max_field = std::max(max_field, f.field + 1);
+    max_index = std::max<uint64_t>(max_index, f.index + 1);
+  }
+  EXPECT_EQ(info.max_field, max_field);
+  EXPECT_EQ(info.max_index, max_index);
+  EXPECT_EQ((*src)->stats().max_index, max_index);
+  double label_sum = 0;
+  for (float y : rows.labels) label_sum += y;
+  EXPECT_DOUBLE_EQ(info.label_sum, label_sum);
+  EXPECT_EQ(info.label_min, 0.0);
+  EXPECT_EQ(info.label_max, 1.0);
+
+  EXPECT_EQ(ReadAll(**src, 100), Rows(rows));
+  EXPECT_EQ((*src)->stats().rows, 1000u);
+  // A second epoch after Rewind gives the same rows; odd batch sizes cross block borders.
+  ASSERT_TRUE((*src)->Rewind().ok());
+  EXPECT_EQ(ReadAll(**src, 33), Rows(rows));
+  std::filesystem::remove(path);
+}
+
+TEST(Cache, BlockViewsAreZeroCopyOverTheMapping) {
+  ExampleBlock rows = MakeRows(300, 2);
+  std::string path = BuildTestCache("views", rows, 128);
+  auto src = OpenCache(path);
+  ASSERT_TRUE(src.ok());
+  size_t r0 = 0;
+  for (size_t b = 0; b < (*src)->num_blocks(); ++b) {
+    auto v = (*src)->block(b);
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v->offsets[0], 0u);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(v->features) % alignof(Feature), 0u);
+    for (size_t r = 0; r < v->rows; ++r, ++r0) {
+      EXPECT_EQ(v->labels[r], rows.labels[r0]);
+      auto a = v->row(r);
+      auto e = rows.row(r0);
+      ASSERT_TRUE(std::equal(a.begin(), a.end(), e.begin(), e.end()));
+    }
+  }
+  EXPECT_EQ(r0, 300u);
+  EXPECT_FALSE((*src)->block((*src)->num_blocks()).ok());
+  std::filesystem::remove(path);
+}
+
+TEST(Cache, EmptySourceGivesAnEmptyValidCache) {
+  std::string path = BuildTestCache("empty", ExampleBlock{}, 16);
+  auto src = OpenCache(path);
+  ASSERT_TRUE(src.ok()) << src.status().ToString();
+  EXPECT_EQ((*src)->info().rows, 0u);
+  ExampleBlock b;
+  auto got = (*src)->Next(&b, 10);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, 0u);
+  std::filesystem::remove(path);
+}
+
+TEST(Cache, SourceErrorLeavesNoFileBehind) {
+  std::string path = TempPath("failing");
+  FailingSource src;
+  Status st = BuildCache(src, kKey, path, 4);
+  EXPECT_EQ(st.code(), StatusCode::kDataError);
+  EXPECT_NE(st.message().find("in.ffm:2"), std::string::npos) << st.message();
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(Cache, FreshnessFollowsSizeMtimeAndFingerprint) {
+  std::string data = TempPath("source.ffm");
+  { std::ofstream(data) << "1 0:1:1\n"; }
+  auto key = CacheKeyForFile(data, 99);
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(key->source_size, 8u);
+  std::string path = BuildTestCache("fresh", MakeRows(10, 3), 4, *key);
+
+  auto fresh = CacheIsFresh(path, *key);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_TRUE(*fresh);
+
+  CacheKey other_fp = *key;
+  other_fp.fingerprint = 100;
+  EXPECT_FALSE(*CacheIsFresh(path, other_fp));
+
+  // Same size, new mtime.
+  struct timespec times[2] = {{0, UTIME_OMIT}, {key->source_mtime_ns / 1000000000 + 10, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, data.c_str(), times, 0), 0);
+  auto touched = CacheKeyForFile(data, 99);
+  ASSERT_TRUE(touched.ok());
+  EXPECT_EQ(touched->source_size, key->source_size);
+  EXPECT_FALSE(*CacheIsFresh(path, *touched));
+
+  // New size.
+  { std::ofstream(data, std::ios::app) << "0 0:2:1\n"; }
+  auto grown = CacheKeyForFile(data, 99);
+  ASSERT_TRUE(grown.ok());
+  EXPECT_NE(grown->source_size, key->source_size);
+  EXPECT_FALSE(*CacheIsFresh(path, *grown));
+
+  // Missing cache: not fresh, not an error.
+  auto missing = CacheIsFresh(TempPath("does_not_exist"), *key);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_FALSE(*missing);
+  std::filesystem::remove(path);
+  std::filesystem::remove(data);
+}
+
+TEST(Cache, OpenOrBuildRebuildsOnlyWhenStale) {
+  std::string path = TempPath("openorbuild");
+  ExampleBlock rows = MakeRows(50, 4);
+  int builds = 0;
+  SourceFactory factory = [&]() -> Result<std::unique_ptr<ExampleSource>> {
+    ++builds;
+    return std::unique_ptr<ExampleSource>(new VectorSource(rows, 50));
+  };
+  bool rebuilt = false;
+  auto a = OpenOrBuildCache(path, kKey, factory, 16, &rebuilt);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_TRUE(rebuilt);
+  auto b = OpenOrBuildCache(path, kKey, factory, 16, &rebuilt);
+  ASSERT_TRUE(b.ok());
+  EXPECT_FALSE(rebuilt);
+  EXPECT_EQ(builds, 1);
+  CacheKey changed = kKey;
+  changed.fingerprint ^= 1;
+  auto c = OpenOrBuildCache(path, changed, factory, 16, &rebuilt);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(rebuilt);
+  EXPECT_EQ(builds, 2);
+  EXPECT_EQ((*c)->info().key, changed);
+  EXPECT_EQ(ReadAll(**c, 64), Rows(rows));
+  std::filesystem::remove(path);
+}
+
+TEST(CacheShuffle, DeterministicPermutationDifferentPerEpoch) {
+  // Unique labels identify rows.
+  ExampleBlock rows;
+  for (int i = 0; i < 1000; ++i) {
+    Feature f{0, static_cast<uint32_t>(i), 1.0f};
+    rows.add(static_cast<float>(i), 1.0f, std::span<const Feature>(&f, 1));
+  }
+  std::string path = BuildTestCache("shuffle", rows, 100);
+  auto src = OpenCache(path);
+  ASSERT_TRUE(src.ok());
+  auto order = [&](uint64_t seed, uint32_t epoch) {
+    (*src)->SetShuffle(seed, epoch);
+    std::vector<int> ids;
+    for (const Row& r : ReadAll(**src, 37)) {
+      EXPECT_EQ(r.feats.at(0).index, static_cast<uint32_t>(r.label));  // rows stay whole
+      ids.push_back(static_cast<int>(r.label));
+    }
+    return ids;
+  };
+  std::vector<int> e0 = order(7, 0);
+  ASSERT_EQ(e0.size(), 1000u);
+  EXPECT_EQ(std::set<int>(e0.begin(), e0.end()).size(), 1000u);  // every row exactly once
+  std::vector<int> identity(1000);
+  std::iota(identity.begin(), identity.end(), 0);
+  EXPECT_NE(e0, identity);
+  EXPECT_EQ(order(7, 0), e0);
+  std::vector<int> e1 = order(7, 1);
+  EXPECT_NE(e1, e0);
+  EXPECT_EQ(std::set<int>(e1.begin(), e1.end()).size(), 1000u);
+  EXPECT_NE(order(8, 0), e0);
+  // Rewind replays the same epoch.
+  (*src)->SetShuffle(7, 1);
+  ExampleBlock first;
+  ASSERT_TRUE((*src)->Next(&first, 1000).ok());
+  ASSERT_TRUE((*src)->Rewind().ok());
+  ExampleBlock again;
+  ASSERT_TRUE((*src)->Next(&again, 1000).ok());
+  EXPECT_EQ(first.labels, again.labels);
+  // The block order and row orders a trainer sees agree with Next().
+  std::vector<int> via_views;
+  std::vector<uint32_t> rorder;
+  for (uint32_t b : (*src)->block_order()) {
+    auto v = (*src)->block(b);
+    ASSERT_TRUE(v.ok());
+    (*src)->RowOrder(b, &rorder);
+    for (uint32_t r : rorder) via_views.push_back(static_cast<int>(v->labels[r]));
+  }
+  EXPECT_EQ(via_views, e1);
+  (*src)->ClearShuffle();
+  EXPECT_EQ(order(0, 0).size(), 1000u);
+  (*src)->ClearShuffle();
+  std::vector<int> seq;
+  for (const Row& r : ReadAll(**src, 1000)) seq.push_back(static_cast<int>(r.label));
+  EXPECT_EQ(seq, identity);
+  std::filesystem::remove(path);
+}
+
+// --- damaged files ----------------------------------------------------------
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void WriteBytes(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+
+Status OpenAndReadAll(const std::string& path) {
+  auto src = OpenCache(path);
+  if (!src.ok()) return src.status();
+  ExampleBlock b;
+  while (true) {
+    auto got = (*src)->Next(&b, 1000);
+    if (!got.ok()) return got.status();
+    if (*got == 0) return Status::Ok();
+  }
+}
+
+class CacheDamage : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = BuildTestCache("damage", MakeRows(500, 5), 64);
+    good_ = ReadBytes(path_);
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+  void ExpectCorruption(const std::string& bytes, const std::string& what) {
+    WriteBytes(path_, bytes);
+    Status st = OpenAndReadAll(path_);
+    EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
+    EXPECT_NE(st.message().find(what), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find(path_), std::string::npos) << st.message();
+    auto fresh = CacheIsFresh(path_, kKey);
+    ASSERT_TRUE(fresh.ok());
+    EXPECT_FALSE(*fresh);
+  }
+  std::string path_, good_;
+};
+
+TEST_F(CacheDamage, IntactFileReads) {
+  EXPECT_TRUE(OpenAndReadAll(path_).ok());
+  EXPECT_TRUE(*CacheIsFresh(path_, kKey));
+}
+
+TEST_F(CacheDamage, TruncatedAtManyPoints) {
+  for (size_t len : {size_t{0}, size_t{5}, size_t{100}, sizeof(cache_format::CacheHeader), good_.size() / 2, good_.size() - 1}) {
+    SCOPED_TRACE(len);
+    ExpectCorruption(good_.substr(0, len), "truncated");
+  }
+}
+
+TEST_F(CacheDamage, BadMagic) {
+  std::string bad = good_;
+  bad[0] = 'X';
+  ExpectCorruption(bad, "not a fieldfm cache");
+  ExpectCorruption("1 0:1:1 1:2:1\n0 0:3:1\n", "not a fieldfm cache");  // a text file passed by mistake
+}
+
+TEST_F(CacheDamage, WrongVersion) {
+  std::string bad = good_;
+  uint32_t v = 99;
+  std::memcpy(bad.data() + offsetof(cache_format::CacheHeader, version), &v, 4);
+  ExpectCorruption(bad, "version 99");
+}
+
+TEST_F(CacheDamage, HeaderAndIndexBitFlips) {
+  std::string bad = good_;
+  bad[offsetof(cache_format::CacheHeader, rows)] ^= 1;
+  ExpectCorruption(bad, "checksum");
+  bad = good_;
+  bad[good_.size() - 20] ^= 0x40;  // inside the block index
+  ExpectCorruption(bad, "checksum");
+}
+
+TEST_F(CacheDamage, BlockPayloadBitFlipIsCaughtOnRead) {
+  std::string bad = good_;
+  bad[sizeof(cache_format::CacheHeader) + 300] ^= 0x10;  // inside block 0
+  WriteBytes(path_, bad);
+  auto src = OpenCache(path_);
+  ASSERT_TRUE(src.ok());  // header and index are intact
+  EXPECT_EQ((*src)->block(0).status().code(), StatusCode::kCorruption);
+  EXPECT_TRUE((*src)->block(1).ok());
+  Status st = OpenAndReadAll(path_);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption);
+  EXPECT_NE(st.message().find("block 0"), std::string::npos) << st.message();
+}
+
+TEST(Cache, MissingFileIsNotFound) {
+  auto src = OpenCache(TempPath("nope"));
+  EXPECT_EQ(src.status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace fieldfm
