@@ -179,6 +179,7 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_flag("--batch-norm", o.model.batch_norm, "batch normalisation in the MLP");
                    app.add_flag("--mean-pooling", o.model.mean_pooling, "multi-valued fields: mean instead of sum");
                    app.add_flag("--sum-pairs", o.model.nffm_sum_pairs, "nffm: sum the field-pair products");
+                   app.add_flag("!--no-norm", o.model.normalize, "no instance normalisation of FM/FFM pair terms");
                    app.add_option("--batch-size", o.batch_size, "rows per step (0: 1 for lr/fm/ffm, 256 deep)")
                        ->capture_default_str();
                    app.add_option("--optimizer", f->optimizer, "sgd|adagrad|adam|ftrl")->capture_default_str();

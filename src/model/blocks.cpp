@@ -162,9 +162,17 @@ class EmbeddingBlock : public Block {
 
 // ---- interactions ----------------------------------------------------------
 
+// 1 / Σ_i x_i² of row r (1 for an empty row): libffm's instance normalisation.
+inline float InstanceScale(const BatchView& b, size_t r) {
+  float s = 0;
+  for (const Feature& f : b.row(r)) s += f.value * f.value;
+  return s > 0 ? 1.0f / s : 1.0f;
+}
+
 class FmBlock : public Block {
  public:
-  FmBlock(uint32_t fields, uint32_t k, bool per_dim) : F_(fields), k_(k), per_dim_(per_dim), sum_(k) {}
+  FmBlock(uint32_t fields, uint32_t k, bool per_dim, bool normalize = false)
+      : F_(fields), k_(k), per_dim_(per_dim), normalize_(normalize), sum_(k) {}
   std::string kind() const override { return per_dim_ ? "bi_interaction" : "fm"; }
   int out_dim() const override { return per_dim_ ? int(k_) : 1; }
   void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
@@ -186,7 +194,7 @@ class FmBlock : public Block {
       } else {
         float t = 0;
         for (uint32_t d = 0; d < k_; ++d) t += sum_[d];
-        (*out)(r, 0) = t;
+        (*out)(r, 0) = normalize_ ? t * InstanceScale(b, r) : t;
       }
     }
   }
@@ -197,10 +205,11 @@ class FmBlock : public Block {
     for (size_t r = 0; r < b.rows; ++r) {
       const float* x = e.row(r).data();
       float* g = de.row(r).data();
+      const float scale = normalize_ && !per_dim_ ? InstanceScale(b, r) : 1.0f;
       for (uint32_t d = 0; d < k_; ++d) {
         float s = 0;
         for (uint32_t f = 0; f < F_; ++f) s += x[f * k_ + d];
-        const float go = per_dim_ ? dout(r, d) : dout(r, 0);
+        const float go = per_dim_ ? dout(r, d) : scale * dout(r, 0);
         for (uint32_t f = 0; f < F_; ++f) g[f * k_ + d] += go * (s - x[f * k_ + d]);
       }
     }
@@ -208,27 +217,30 @@ class FmBlock : public Block {
 
  private:
   uint32_t F_, k_;
-  bool per_dim_;
+  bool per_dim_, normalize_;
   std::vector<float> sum_;
 };
 
 class FfmBlock : public Block {
  public:
-  FfmBlock(uint32_t fields, uint32_t k) : F_(fields), k_(k) {}
+  FfmBlock(uint32_t fields, uint32_t k, bool normalize) : F_(fields), k_(k), normalize_(normalize) {}
   std::string kind() const override { return "ffm"; }
   int out_dim() const override { return 1; }
   void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
     out->resize(b.rows, 1);
-    for (size_t r = 0; r < b.rows; ++r)
-      (*out)(r, 0) = k_ == 4 ? RowScore<4>(in[0]->row(r).data()) : RowScore<0>(in[0]->row(r).data());
+    for (size_t r = 0; r < b.rows; ++r) {
+      const float t = k_ == 4 ? RowScore<4>(in[0]->row(r).data()) : RowScore<0>(in[0]->row(r).data());
+      (*out)(r, 0) = normalize_ ? t * InstanceScale(b, r) : t;
+    }
   }
   void Backward(const BatchView& b, std::span<const Mat* const> in, const Mat&, const Mat& dout,
                 std::span<Mat* const> din, const RunContext&) override {
     for (size_t r = 0; r < b.rows; ++r) {
+      const float go = normalize_ ? dout(r, 0) * InstanceScale(b, r) : dout(r, 0);
       if (k_ == 4) {
-        RowGrad<4>(in[0]->row(r).data(), dout(r, 0), din[0]->row(r).data());
+        RowGrad<4>(in[0]->row(r).data(), go, din[0]->row(r).data());
       } else {
-        RowGrad<0>(in[0]->row(r).data(), dout(r, 0), din[0]->row(r).data());
+        RowGrad<0>(in[0]->row(r).data(), go, din[0]->row(r).data());
       }
     }
   }
@@ -263,6 +275,7 @@ class FfmBlock : public Block {
   }
 
   uint32_t F_, k_;
+  bool normalize_;
 };
 
 class FieldPairBlock : public Block {
@@ -617,10 +630,12 @@ std::unique_ptr<Block> MakeEmbeddingPool(ParamStore* store, SparseTable* table, 
 std::unique_ptr<Block> MakeFieldAwareEmbedding(ParamStore* store, SparseTable* table, bool mean) {
   return std::make_unique<EmbeddingBlock>(store, table, mean, "field_aware_embedding");
 }
-std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k) {
-  return std::make_unique<FmBlock>(fields, k, false);
+std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k, bool normalize) {
+  return std::make_unique<FmBlock>(fields, k, false, normalize);
 }
-std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k) { return std::make_unique<FfmBlock>(fields, k); }
+std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k, bool normalize) {
+  return std::make_unique<FfmBlock>(fields, k, normalize);
+}
 std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k) {
   return std::make_unique<FmBlock>(fields, k, true);
 }

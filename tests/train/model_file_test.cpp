@@ -105,12 +105,14 @@ TEST(ModelFile, ConcurrentPredictionsMatchSequentialOnes) {
       for (int rep = 0; rep < 3; ++rep) PredictBatch(**model, test.data.view(), got[t]);
     });
   for (auto& th : threads) th.join();
-  for (const auto& g : got) EXPECT_EQ(g, expected);
+  for (const auto& g : got) EXPECT_EQ(g, expected);  // same chunking: bit-identical
   // A multi-threaded pass over a source keeps the input order.
   MemorySource test_src(test.data);
   std::vector<float> pred, labels, weights;
   ASSERT_TRUE(PredictSource(**model, test_src, 3, &pred, &labels, &weights).ok());
-  EXPECT_EQ(pred, expected);
+  // Other chunk boundaries may change the matrix-product kernels, hence the last bits.
+  ASSERT_EQ(pred.size(), expected.size());
+  for (size_t i = 0; i < pred.size(); ++i) EXPECT_NEAR(pred[i], expected[i], 1e-6) << i;
   EXPECT_EQ(labels, test.data.labels);
 }
 
@@ -240,6 +242,7 @@ TEST(Unseen, MeanOfTheFieldsSeenVectorsAndZeroLinearWeight) {
   float p_mean = 0, p_zero = 0;
   for (UnseenMode mode : {UnseenMode::kMean, UnseenMode::kZero}) {
     TrainOptions o = SmallOptions(ModelType::kFfm);
+    o.model.normalize = false;  // so that a zero vector is exactly an absent feature
     o.min_count = 2;
     o.unseen = mode;
     MemorySource src(train.data);
