@@ -249,6 +249,18 @@ class FfmBlock : public Block {
   // K > 0: k known at compile time, so the length-k loops vectorise.
   template <int K>
   float RowScore(const float* x) const {
+#ifdef __SSE__
+    if constexpr (K == 4) {  // one 4-float vector per pair, one horizontal sum per row
+      const size_t fk = size_t(F_) * 4;
+      __m128 acc = _mm_setzero_ps();
+      for (uint32_t f = 0; f < F_; ++f)
+        for (uint32_t g = f + 1; g < F_; ++g)
+          acc = _mm_add_ps(acc, _mm_mul_ps(_mm_loadu_ps(x + f * fk + g * 4), _mm_loadu_ps(x + g * fk + f * 4)));
+      alignas(16) float lanes[4];
+      _mm_store_ps(lanes, acc);
+      return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    }
+#endif
     const uint32_t k = K > 0 ? K : k_;
     const size_t fk = size_t(F_) * k;
     float t = 0;
@@ -262,6 +274,20 @@ class FfmBlock : public Block {
   }
   template <int K>
   void RowGrad(const float* x, float go, float* gx) const {
+#ifdef __SSE__
+    if constexpr (K == 4) {
+      const size_t fk = size_t(F_) * 4;
+      const __m128 vg = _mm_set1_ps(go);
+      for (uint32_t f = 0; f < F_; ++f)
+        for (uint32_t g = f + 1; g < F_; ++g) {
+          const size_t a = f * fk + g * 4, c = g * fk + f * 4;
+          const __m128 xa = _mm_loadu_ps(x + a), xc = _mm_loadu_ps(x + c);
+          _mm_storeu_ps(gx + a, _mm_add_ps(_mm_loadu_ps(gx + a), _mm_mul_ps(vg, xc)));
+          _mm_storeu_ps(gx + c, _mm_add_ps(_mm_loadu_ps(gx + c), _mm_mul_ps(vg, xa)));
+        }
+      return;
+    }
+#endif
     const uint32_t k = K > 0 ? K : k_;
     const size_t fk = size_t(F_) * k;
     for (uint32_t f = 0; f < F_; ++f)
