@@ -7,6 +7,8 @@
 #include <sstream>
 #include <thread>
 
+#include "fieldfm/data.h"
+#include "fieldfm/predictor.h"
 #include "fieldfm/train.h"
 #include "train/memory_source.h"
 #include "train/metrics.h"
@@ -114,6 +116,38 @@ TEST(ModelFile, ConcurrentPredictionsMatchSequentialOnes) {
   ASSERT_EQ(pred.size(), expected.size());
   for (size_t i = 0; i < pred.size(); ++i) EXPECT_NEAR(pred[i], expected[i], 1e-6) << i;
   EXPECT_EQ(labels, test.data.labels);
+}
+
+TEST(Predictor, LoadPredictorServesTheSavedModelAndItsPipeline) {
+  TempDir dir;
+  PipelineOptions po;
+  po.format = InputFormat::kLibffm;
+  auto pipeline = FeaturePipeline::Create(po);
+  ASSERT_TRUE(pipeline.ok()) << pipeline.status().ToString();
+  auto train = MakeSynthetic(1000, 4, 6, 1, 2), test = MakeSynthetic(200, 4, 6, 1, 3);
+  MemorySource src(train.data);
+  auto model = Train(SmallOptions(ModelType::kFfm), src, nullptr, pipeline->ToJson(), {});
+  ASSERT_TRUE(model.ok());
+  ASSERT_TRUE(SaveModel(**model, dir / "m").ok());
+  auto predictor = LoadPredictor(dir / "m");
+  ASSERT_TRUE(predictor.ok()) << predictor.status().ToString();
+  const Predictor& p = **predictor;
+  std::vector<float> out(test.data.rows());
+  p.Predict(test.data.view(), out);
+  EXPECT_EQ(out, Predict(**model, test.data));
+  EXPECT_EQ(p.pipeline().format(), InputFormat::kLibffm);
+  EXPECT_EQ(p.Metadata()["model"], "ffm");
+  EXPECT_EQ(p.Version(), p.Metadata()["version"].get<std::string>());
+  // Another model, another version.
+  MemorySource src2(test.data);
+  auto other = Train(SmallOptions(ModelType::kFfm), src2, nullptr, pipeline->ToJson(), {});
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(SaveModel(**other, dir / "m2").ok());
+  auto p2 = LoadPredictor(dir / "m2");
+  ASSERT_TRUE(p2.ok());
+  EXPECT_NE((*p2)->Version(), p.Version());
+  WriteBytes(dir / "bad", "not a model");
+  EXPECT_FALSE(LoadPredictor(dir / "bad").ok());
 }
 
 TEST(ModelFile, BadFilesGiveClearErrors) {
