@@ -33,6 +33,7 @@ struct ModelSpec {
   bool batch_norm = false;         // after each hidden dense layer, before the activation
   bool mean_pooling = false;       // multi-valued fields: mean instead of sum
   bool nffm_sum_pairs = false;     // nffm: sum the field-pair products instead of concatenating
+  bool normalize = true;           // scale FM/FFM pair terms by 1/Σx² per row (libffm's instance normalisation)
   LossType loss = LossType::kLogloss;
   // Set from the training data.
   uint32_t num_fields = 0;

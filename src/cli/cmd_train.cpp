@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "cli/command.h"
+#include "cli/pipeline_flags.h"
 #include "fieldfm/data.h"
 #include "fieldfm/train.h"
 
@@ -24,10 +25,7 @@ struct TrainFlags {
               unseen = "mean";
   std::string checkpoint, resume, config;
   bool no_checkpoint = false, quiet = false, no_shuffle = false;
-  // Pipeline (the data module's PipelineOptions).
-  std::string format = "auto", schema, preset, field_map;
-  int hash_bits = 22;
-  bool skip_bad_lines = false;
+  PipelineFlags pipeline;  // --format, --schema, ... shared with the other data commands
   TrainOptions o;
 };
 
@@ -43,15 +41,6 @@ Result<std::vector<int>> ParseHidden(const std::string& s) {
     sizes.push_back(int(v));
   }
   return sizes;
-}
-
-Result<InputFormat> ParseFormat(const std::string& s) {
-  if (s == "auto") return InputFormat::kAuto;
-  if (s == "libffm") return InputFormat::kLibffm;
-  if (s == "libsvm") return InputFormat::kLibsvm;
-  if (s == "csv") return InputFormat::kCsv;
-  if (s == "tsv") return InputFormat::kTsv;
-  return Status::InvalidArgument("--format: expected auto|libffm|libsvm|csv|tsv, got '" + s + "'");
 }
 
 // One line on stderr, redrawn: rows/s, running loss, ETA.
@@ -125,17 +114,8 @@ Status Run(TrainFlags& f) {
   if (!f.no_checkpoint) o.checkpoint_path = f.checkpoint.empty() ? f.model_path + ".ckpt" : f.checkpoint;
   o.resume_path = f.resume;
 
-  PipelineOptions po;
-  FIELDFM_ASSIGN_OR_RETURN(po.format, ParseFormat(f.format));
-  po.schema_path = f.schema;
-  po.preset = f.preset;
-  po.field_map_path = f.field_map;
-  po.hash_bits = f.hash_bits;
-  ReadOptions read;
-  read.skip_bad_lines = f.skip_bad_lines;
-  read.threads = o.threads;
-  FIELDFM_ASSIGN_OR_RETURN(FeaturePipeline pipeline, FeaturePipeline::Create(po));
-  FIELDFM_RETURN_IF_ERROR(pipeline.Fit(f.train_path, read));
+  const ReadOptions read = ToReadOptions(f.pipeline);
+  FIELDFM_ASSIGN_OR_RETURN(FeaturePipeline pipeline, BuildPipeline(f.pipeline, f.train_path));
   FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> train, pipeline.Open(f.train_path, read));
   std::unique_ptr<ExampleSource> valid;
   if (!f.validation_path.empty()) {
@@ -167,7 +147,8 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_option("-r,--lr", o.lr, "learning rate (default: 0.2 adagrad, 0.1 sgd/ftrl, 0.001 adam)");
                    app.add_option("-l,--lambda", o.lambda, "L2 on embeddings and linear weights")->capture_default_str();
                    app.add_option("--lambda-dense", o.lambda_dense, "L2 on dense layer weights")->capture_default_str();
-                   app.add_option("-s,--threads", o.threads, "training threads")->capture_default_str();
+                   app.add_option("-s,--train-threads", o.threads, "training threads (--threads: parser threads)")
+                       ->capture_default_str();
                    app.add_option("-p,--validation", f->validation_path, "validation file");
                    app.add_flag("--auto-stop", o.auto_stop, "stop when validation gets worse; keep the best epoch");
                    app.add_option("--patience", o.patience, "epochs without improvement before --auto-stop stops")
@@ -179,6 +160,7 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_flag("--batch-norm", o.model.batch_norm, "batch normalisation in the MLP");
                    app.add_flag("--mean-pooling", o.model.mean_pooling, "multi-valued fields: mean instead of sum");
                    app.add_flag("--sum-pairs", o.model.nffm_sum_pairs, "nffm: sum the field-pair products");
+                   app.add_flag("!--no-norm", o.model.normalize, "no instance normalisation of FM/FFM pair terms");
                    app.add_option("--batch-size", o.batch_size, "rows per step (0: 1 for lr/fm/ffm, 256 deep)")
                        ->capture_default_str();
                    app.add_option("--optimizer", f->optimizer, "sgd|adagrad|adam|ftrl")->capture_default_str();
@@ -193,12 +175,7 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_flag("--no-checkpoint", f->no_checkpoint, "write no checkpoint");
                    app.add_option("--resume", f->resume, "continue from this checkpoint");
                    app.add_flag("-q,--quiet", f->quiet, "no progress bar");
-                   app.add_option("--format", f->format, "auto|libffm|libsvm|csv|tsv")->capture_default_str();
-                   app.add_option("--schema", f->schema, "CSV/TSV schema (.toml or .json)");
-                   app.add_option("--preset", f->preset, "built-in schema: criteo|avazu");
-                   app.add_option("--field-map", f->field_map, "libsvm: index ranges -> field");
-                   app.add_option("--hash-bits", f->hash_bits, "hashed categorical space")->capture_default_str();
-                   app.add_flag("--skip-bad-lines", f->skip_bad_lines, "skip malformed lines instead of failing");
+                   AddPipelineFlags(app, &f->pipeline);
                    CLI::App* self = &app;
                    return [f, self]() -> Status {
                      if (!f->config.empty()) FIELDFM_RETURN_IF_ERROR(ApplyConfig(*self, f->config));

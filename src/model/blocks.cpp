@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#ifdef __SSE__
+#include <immintrin.h>
+#endif
+
 namespace fieldfm {
 
 RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training) {
@@ -24,6 +28,19 @@ inline void Axpy(float a, const float* src, float* dst, uint32_t n) {
   } else {
     for (uint32_t d = 0; d < n; ++d) dst[d] += a * src[d];
   }
+}
+
+// dst[4g..4g+4) += a * src[g*stride..+4) for g < slots: k = 4 slots with
+// optimizer state between them.
+inline void AxpySlots4(float a, const float* __restrict src, uint32_t stride, float* __restrict dst, uint32_t slots) {
+#ifdef __SSE__
+  const __m128 va = _mm_set1_ps(a);
+  for (uint32_t g = 0; g < slots; ++g)
+    _mm_storeu_ps(dst + 4 * g, _mm_add_ps(_mm_loadu_ps(dst + 4 * g), _mm_mul_ps(va, _mm_loadu_ps(src + g * stride))));
+#else
+  for (uint32_t g = 0; g < slots; ++g)
+    for (int d = 0; d < 4; ++d) dst[4 * g + d] += a * src[g * stride + d];
+#endif
 }
 
 // ---- sparse input blocks ---------------------------------------------------
@@ -98,12 +115,8 @@ class EmbeddingBlock : public Block {
         float* e = o + size_t(f.field) * width;
         if (rr.slot_stride == k) {
           Axpy(f.value, rr.p, e, width);
-        } else if constexpr (K > 0) {
-          const float x = f.value;
-          for (uint32_t g = 0; g < slots; ++g) {
-            const float* src = rr.p + g * rr.slot_stride;
-            for (int d = 0; d < K; ++d) e[g * K + d] += x * src[d];
-          }
+        } else if constexpr (K == 4) {
+          AxpySlots4(f.value, rr.p, rr.slot_stride, e, slots);
         } else {
           for (uint32_t g = 0; g < slots; ++g) Axpy(f.value, rr.p + g * rr.slot_stride, e + g * k, k);
         }
@@ -149,9 +162,17 @@ class EmbeddingBlock : public Block {
 
 // ---- interactions ----------------------------------------------------------
 
+// 1 / Σ_i x_i² of row r (1 for an empty row): libffm's instance normalisation.
+inline float InstanceScale(const BatchView& b, size_t r) {
+  float s = 0;
+  for (const Feature& f : b.row(r)) s += f.value * f.value;
+  return s > 0 ? 1.0f / s : 1.0f;
+}
+
 class FmBlock : public Block {
  public:
-  FmBlock(uint32_t fields, uint32_t k, bool per_dim) : F_(fields), k_(k), per_dim_(per_dim), sum_(k) {}
+  FmBlock(uint32_t fields, uint32_t k, bool per_dim, bool normalize = false)
+      : F_(fields), k_(k), per_dim_(per_dim), normalize_(normalize), sum_(k) {}
   std::string kind() const override { return per_dim_ ? "bi_interaction" : "fm"; }
   int out_dim() const override { return per_dim_ ? int(k_) : 1; }
   void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
@@ -173,7 +194,7 @@ class FmBlock : public Block {
       } else {
         float t = 0;
         for (uint32_t d = 0; d < k_; ++d) t += sum_[d];
-        (*out)(r, 0) = t;
+        (*out)(r, 0) = normalize_ ? t * InstanceScale(b, r) : t;
       }
     }
   }
@@ -184,10 +205,11 @@ class FmBlock : public Block {
     for (size_t r = 0; r < b.rows; ++r) {
       const float* x = e.row(r).data();
       float* g = de.row(r).data();
+      const float scale = normalize_ && !per_dim_ ? InstanceScale(b, r) : 1.0f;
       for (uint32_t d = 0; d < k_; ++d) {
         float s = 0;
         for (uint32_t f = 0; f < F_; ++f) s += x[f * k_ + d];
-        const float go = per_dim_ ? dout(r, d) : dout(r, 0);
+        const float go = per_dim_ ? dout(r, d) : scale * dout(r, 0);
         for (uint32_t f = 0; f < F_; ++f) g[f * k_ + d] += go * (s - x[f * k_ + d]);
       }
     }
@@ -195,27 +217,30 @@ class FmBlock : public Block {
 
  private:
   uint32_t F_, k_;
-  bool per_dim_;
+  bool per_dim_, normalize_;
   std::vector<float> sum_;
 };
 
 class FfmBlock : public Block {
  public:
-  FfmBlock(uint32_t fields, uint32_t k) : F_(fields), k_(k) {}
+  FfmBlock(uint32_t fields, uint32_t k, bool normalize) : F_(fields), k_(k), normalize_(normalize) {}
   std::string kind() const override { return "ffm"; }
   int out_dim() const override { return 1; }
   void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
     out->resize(b.rows, 1);
-    for (size_t r = 0; r < b.rows; ++r)
-      (*out)(r, 0) = k_ == 4 ? RowScore<4>(in[0]->row(r).data()) : RowScore<0>(in[0]->row(r).data());
+    for (size_t r = 0; r < b.rows; ++r) {
+      const float t = k_ == 4 ? RowScore<4>(in[0]->row(r).data()) : RowScore<0>(in[0]->row(r).data());
+      (*out)(r, 0) = normalize_ ? t * InstanceScale(b, r) : t;
+    }
   }
   void Backward(const BatchView& b, std::span<const Mat* const> in, const Mat&, const Mat& dout,
                 std::span<Mat* const> din, const RunContext&) override {
     for (size_t r = 0; r < b.rows; ++r) {
+      const float go = normalize_ ? dout(r, 0) * InstanceScale(b, r) : dout(r, 0);
       if (k_ == 4) {
-        RowGrad<4>(in[0]->row(r).data(), dout(r, 0), din[0]->row(r).data());
+        RowGrad<4>(in[0]->row(r).data(), go, din[0]->row(r).data());
       } else {
-        RowGrad<0>(in[0]->row(r).data(), dout(r, 0), din[0]->row(r).data());
+        RowGrad<0>(in[0]->row(r).data(), go, din[0]->row(r).data());
       }
     }
   }
@@ -224,6 +249,18 @@ class FfmBlock : public Block {
   // K > 0: k known at compile time, so the length-k loops vectorise.
   template <int K>
   float RowScore(const float* x) const {
+#ifdef __SSE__
+    if constexpr (K == 4) {  // one 4-float vector per pair, one horizontal sum per row
+      const size_t fk = size_t(F_) * 4;
+      __m128 acc = _mm_setzero_ps();
+      for (uint32_t f = 0; f < F_; ++f)
+        for (uint32_t g = f + 1; g < F_; ++g)
+          acc = _mm_add_ps(acc, _mm_mul_ps(_mm_loadu_ps(x + f * fk + g * 4), _mm_loadu_ps(x + g * fk + f * 4)));
+      alignas(16) float lanes[4];
+      _mm_store_ps(lanes, acc);
+      return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    }
+#endif
     const uint32_t k = K > 0 ? K : k_;
     const size_t fk = size_t(F_) * k;
     float t = 0;
@@ -237,6 +274,20 @@ class FfmBlock : public Block {
   }
   template <int K>
   void RowGrad(const float* x, float go, float* gx) const {
+#ifdef __SSE__
+    if constexpr (K == 4) {
+      const size_t fk = size_t(F_) * 4;
+      const __m128 vg = _mm_set1_ps(go);
+      for (uint32_t f = 0; f < F_; ++f)
+        for (uint32_t g = f + 1; g < F_; ++g) {
+          const size_t a = f * fk + g * 4, c = g * fk + f * 4;
+          const __m128 xa = _mm_loadu_ps(x + a), xc = _mm_loadu_ps(x + c);
+          _mm_storeu_ps(gx + a, _mm_add_ps(_mm_loadu_ps(gx + a), _mm_mul_ps(vg, xc)));
+          _mm_storeu_ps(gx + c, _mm_add_ps(_mm_loadu_ps(gx + c), _mm_mul_ps(vg, xa)));
+        }
+      return;
+    }
+#endif
     const uint32_t k = K > 0 ? K : k_;
     const size_t fk = size_t(F_) * k;
     for (uint32_t f = 0; f < F_; ++f)
@@ -250,6 +301,7 @@ class FfmBlock : public Block {
   }
 
   uint32_t F_, k_;
+  bool normalize_;
 };
 
 class FieldPairBlock : public Block {
@@ -604,10 +656,12 @@ std::unique_ptr<Block> MakeEmbeddingPool(ParamStore* store, SparseTable* table, 
 std::unique_ptr<Block> MakeFieldAwareEmbedding(ParamStore* store, SparseTable* table, bool mean) {
   return std::make_unique<EmbeddingBlock>(store, table, mean, "field_aware_embedding");
 }
-std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k) {
-  return std::make_unique<FmBlock>(fields, k, false);
+std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k, bool normalize) {
+  return std::make_unique<FmBlock>(fields, k, false, normalize);
 }
-std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k) { return std::make_unique<FfmBlock>(fields, k); }
+std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k, bool normalize) {
+  return std::make_unique<FfmBlock>(fields, k, normalize);
+}
 std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k) {
   return std::make_unique<FmBlock>(fields, k, true);
 }

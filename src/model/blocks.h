@@ -87,9 +87,10 @@ std::unique_ptr<Block> MakeFieldAwareEmbedding(ParamStore* store, SparseTable* t
 // ---- interactions ----------------------------------------------------------
 
 // Σ_{f<g} <e_f, e_g> in O(Fk): ½ Σ_d [(Σ_f e_fd)² − Σ_f e_fd²]. In: B x (F*k). Out: B x 1.
-std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k);
+// normalize: times 1/Σ_i x_i² of the row (libffm's instance normalisation).
+std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k, bool normalize = false);
 // Σ_{f<g} <e_{f,g}, e_{g,f}>. In: B x (F*F*k). Out: B x 1.
-std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k);
+std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k, bool normalize = false);
 // ½[(Σ_f e_f)² − Σ_f e_f²] element-wise. In: B x (F*k). Out: B x k.
 std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k);
 // e_{f,g} ⊙ e_{g,f} for f<g, concatenated (B x F(F−1)/2·k) or summed (B x k).

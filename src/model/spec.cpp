@@ -68,6 +68,7 @@ nlohmann::json ModelSpec::ToJson() const {
                         {"batch_norm", batch_norm},
                         {"mean_pooling", mean_pooling},
                         {"nffm_sum_pairs", nffm_sum_pairs},
+                        {"normalize", normalize},
                         {"loss", Name(loss)},
                         {"num_fields", num_fields},
                         {"num_indices", num_indices}};
@@ -85,6 +86,7 @@ Result<ModelSpec> ModelSpec::FromJson(const nlohmann::json& j) {
     s.batch_norm = j.at("batch_norm").get<bool>();
     s.mean_pooling = j.at("mean_pooling").get<bool>();
     s.nffm_sum_pairs = j.at("nffm_sum_pairs").get<bool>();
+    s.normalize = j.at("normalize").get<bool>();
     s.num_fields = j.at("num_fields").get<uint32_t>();
     s.num_indices = j.at("num_indices").get<uint32_t>();
   } catch (const nlohmann::json::exception& e) {

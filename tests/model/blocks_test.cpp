@@ -111,6 +111,10 @@ TEST(BlockGradients, Interactions) {
   CheckBlock(*MakeFfmSecondOrder(F, k), none, {RandomMat(5, F * F * k, 3)});
   CheckBlock(*MakeFieldPairProducts(F, k, false), none, {RandomMat(5, F * F * k, 4)});
   CheckBlock(*MakeFieldPairProducts(F, k, true), none, {RandomMat(5, F * F * k, 5)});
+  // Instance normalisation reads the batch's feature values.
+  ExampleBlock rows = RandomBlock(5, F, 20, /*multi=*/true, 6);
+  CheckBlock(*MakeFmSecondOrder(F, k, true), rows.view(), {RandomMat(5, F * k, 7)});
+  CheckBlock(*MakeFfmSecondOrder(F, k, true), rows.view(), {RandomMat(5, F * F * k, 8)});
 }
 
 TEST(BlockGradients, DenseBiasConcatSum) {

@@ -35,7 +35,8 @@ class Learns : public ::testing::TestWithParam<Case> {};
 // printed). Margins above Bayes: lr cannot see interactions (0.17, and it
 // must still beat the base rate by 0.1); one-vector-per-value models (fm,
 // deepfm, nfm) cannot see the field-aware part (0.06-0.065); ffm 0.03;
-// deepffm and nffm 0.05 (measured gaps: 0.138, 0.041, 0.047, 0.018, 0.035, 0.030).
+// deepffm 0.055 and nffm 0.05. Measured gaps (lr, fm, ffm, deepfm, nfm,
+// deepffm, nffm): 0.139, 0.045, 0.016, 0.046, 0.047, 0.043, 0.030.
 TEST_P(Learns, SyntheticFieldStructuredProblem) {
   const Case c = GetParam();
   auto train = MakeSynthetic(30000, 8, 10, 1, 2);
@@ -63,17 +64,17 @@ INSTANTIATE_TEST_SUITE_P(
     AllModels, Learns,
     ::testing::Values(Case{ModelType::kLr, OptimizerType::kAdaGrad, 0.1f, 3, 0.17},
                       Case{ModelType::kFm, OptimizerType::kAdaGrad, 0.1f, 4, 0.06},
-                      Case{ModelType::kFfm, OptimizerType::kAdaGrad, 0.1f, 4, 0.03},
+                      Case{ModelType::kFfm, OptimizerType::kAdaGrad, 0.2f, 6, 0.03},
                       Case{ModelType::kDeepFm, OptimizerType::kAdam, 0.003f, 4, 0.06},
                       Case{ModelType::kNfm, OptimizerType::kAdam, 0.003f, 4, 0.065},
-                      Case{ModelType::kDeepFfm, OptimizerType::kAdam, 0.003f, 4, 0.05},
+                      Case{ModelType::kDeepFfm, OptimizerType::kAdam, 0.003f, 4, 0.055},
                       Case{ModelType::kNffm, OptimizerType::kAdam, 0.003f, 4, 0.05}),
     [](const auto& info) { return std::string(Name(info.param.type)); });
 
 TEST(Optimizers, SgdAdamFtrlLearnFfm) {
   auto train = MakeSynthetic(20000, 6, 10, 4, 5);
   auto test = MakeSynthetic(5000, 6, 10, 4, 6);
-  for (auto [opt, lr] : {std::pair{OptimizerType::kSgd, 0.05f}, std::pair{OptimizerType::kAdam, 0.01f},
+  for (auto [opt, lr] : {std::pair{OptimizerType::kSgd, 0.1f}, std::pair{OptimizerType::kAdam, 0.01f},
                          std::pair{OptimizerType::kFtrl, 0.1f}}) {
     TrainOptions o;
     o.model.type = ModelType::kFfm;
