@@ -108,7 +108,7 @@ struct Declare {
   GraphBuilder& g;
 
   int Bias() { return g.Add(MakeBias(g.Dense("bias", 1, GraphBuilder::Init::kZero)), {}); }
-  int Linear() { return g.Add(MakeLinear(g.store(), g.Table("linear", 1, 1, 0.0f)), {}); }
+  int Linear() { return g.Add(MakeLinear(g.store(), g.Table("linear", 1, 1, 0.0f), s.normalize), {}); }
   int Embedding() {
     return g.Add(MakeEmbeddingPool(g.store(), g.Table("embedding", 1, s.k, kEmbeddingInit), s.mean_pooling), {});
   }
