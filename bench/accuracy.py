@@ -143,7 +143,7 @@ def main():
         elif s == "criteo8k":
             d = os.path.join(SHARED, "criteo_kaggle_8k")
             train, valid, test = f"{d}/train.tsv", f"{d}/dev.tsv", f"{d}/test.tsv"
-            extra = ["--preset", "criteo"]
+            extra = ["--preset", "criteo", "--hash-bits", "16"]  # 7.2k rows: 2^16 buckets, not the 2^22 default
             fa = None  # raw TSV: no libsvm form for xgboost here
         elif s == "criteo_ffm":
             d = os.path.join(SHARED, "criteo_xlearn_ffm")
