@@ -7,6 +7,8 @@
 #include <immintrin.h>
 #endif
 
+#include "util/mix.h"
+
 namespace fieldfm {
 
 RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training) {
@@ -449,13 +451,6 @@ class ActivationBlock : public Block {
   Activation a_;
   int dim_;
 };
-
-inline uint64_t Mix64(uint64_t z) {  // splitmix64 finaliser
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 class DropoutBlock : public Block {
  public:
