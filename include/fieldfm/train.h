@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,7 +33,13 @@ struct TrainOptions {
   int threads = 1;
   bool auto_stop = false;  // stop when validation gets worse; keep the best epoch's parameters
   int patience = 1;        // epochs without improvement before stopping
-  OptimizerType optimizer = OptimizerType::kAdaGrad;
+  OptimizerType optimizer = OptimizerType::kAdaGrad;  // sparse rows: linear weights and embeddings
+  // Dense parameters (bias, MLP, batch norm). Unset: Adam for the deep models
+  // (their dense gradient is summed over a mini-batch, so a scale-free method
+  // is needed), `optimizer` for lr/fm/ffm. dense_lr NaN: `lr` when the two
+  // optimizers are the same, else the dense optimizer's default.
+  std::optional<OptimizerType> dense_optimizer;
+  float dense_lr = std::numeric_limits<float>::quiet_NaN();
   float lr_decay = 1.0f;   // learning rate of epoch e = lr * lr_decay^e
   size_t batch_size = 0;   // 0: 1 for lr/fm/ffm, 256 for the deep models
   bool use_weights = false;  // weight each example's loss by its weight column

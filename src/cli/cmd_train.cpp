@@ -23,7 +23,7 @@ namespace {
 struct TrainFlags {
   std::string train_path, model_path, validation_path;
   std::string model = "ffm", hidden = "100", activation = "relu", optimizer = "adagrad", loss = "logloss",
-              unseen = "mean";
+              unseen = "mean", dense_optimizer = "auto";
   std::string checkpoint, resume, config;
   bool no_checkpoint = false, no_cache = false, quiet = false, no_shuffle = false;
   PipelineFlags pipeline;  // --format, --schema, ... shared with the other data commands
@@ -104,6 +104,10 @@ Status Run(TrainFlags& f) {
   FIELDFM_ASSIGN_OR_RETURN(o.model.hidden, ParseHidden(f.hidden));
   FIELDFM_ASSIGN_OR_RETURN(o.model.activation, ParseActivation(f.activation));
   FIELDFM_ASSIGN_OR_RETURN(o.optimizer, ParseOptimizer(f.optimizer));
+  if (f.dense_optimizer != "auto") {
+    FIELDFM_ASSIGN_OR_RETURN(OptimizerType dense, ParseOptimizer(f.dense_optimizer));
+    o.dense_optimizer = dense;
+  }
   FIELDFM_ASSIGN_OR_RETURN(o.model.loss, ParseLoss(f.loss));
   FIELDFM_ASSIGN_OR_RETURN(o.unseen, ParseUnseenMode(f.unseen));
   if (o.model.k == 0) return Status::InvalidArgument("-k must be positive");
@@ -165,7 +169,14 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_flag("!--no-norm", o.model.normalize, "no instance normalisation of FM/FFM pair terms");
                    app.add_option("--batch-size", o.batch_size, "rows per step (0: 1 for lr/fm/ffm, 256 deep)")
                        ->capture_default_str();
-                   app.add_option("--optimizer", f->optimizer, "sgd|adagrad|adam|ftrl")->capture_default_str();
+                   app.add_option("--optimizer", f->optimizer, "sgd|adagrad|adam|ftrl (sparse rows)")
+                       ->capture_default_str();
+                   app.add_option("--dense-optimizer", f->dense_optimizer,
+                                  "auto|sgd|adagrad|adam|ftrl for bias and MLP (auto: adam for deep models, "
+                                  "else --optimizer)")
+                       ->capture_default_str();
+                   app.add_option("--dense-lr", o.dense_lr, "dense learning rate (default: -r if same optimizer, "
+                                  "else that optimizer's default)");
                    app.add_option("--lr-decay", o.lr_decay, "learning rate multiplier per epoch")->capture_default_str();
                    app.add_option("--loss", f->loss, "logloss|squared|rate")->capture_default_str();
                    app.add_flag("--weights", o.use_weights, "weight each example's loss by its weight");

@@ -201,7 +201,8 @@ class FmBlock : public Block {
         sum_[d] = 0.5f * (s * s - sq);
       }
       if (per_dim_) {
-        for (uint32_t d = 0; d < k_; ++d) (*out)(r, d) = sum_[d];
+        const float scale = normalize_ ? InstanceScale(b, r) : 1.0f;
+        for (uint32_t d = 0; d < k_; ++d) (*out)(r, d) = scale * sum_[d];
       } else {
         float t = 0;
         for (uint32_t d = 0; d < k_; ++d) t += sum_[d];
@@ -216,11 +217,11 @@ class FmBlock : public Block {
     for (size_t r = 0; r < b.rows; ++r) {
       const float* x = e.row(r).data();
       float* g = de.row(r).data();
-      const float scale = normalize_ && !per_dim_ ? InstanceScale(b, r) : 1.0f;
+      const float scale = normalize_ ? InstanceScale(b, r) : 1.0f;
       for (uint32_t d = 0; d < k_; ++d) {
         float s = 0;
         for (uint32_t f = 0; f < F_; ++f) s += x[f * k_ + d];
-        const float go = per_dim_ ? dout(r, d) : scale * dout(r, 0);
+        const float go = scale * (per_dim_ ? dout(r, d) : dout(r, 0));
         for (uint32_t f = 0; f < F_; ++f) g[f * k_ + d] += go * (s - x[f * k_ + d]);
       }
     }
@@ -666,8 +667,8 @@ std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k, bool norma
 std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k, bool normalize) {
   return std::make_unique<FfmBlock>(fields, k, normalize);
 }
-std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k) {
-  return std::make_unique<FmBlock>(fields, k, true);
+std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k, bool normalize) {
+  return std::make_unique<FmBlock>(fields, k, true, normalize);
 }
 std::unique_ptr<Block> MakeFieldPairProducts(uint32_t fields, uint32_t k, bool sum) {
   return std::make_unique<FieldPairBlock>(fields, k, sum);

@@ -92,7 +92,7 @@ std::unique_ptr<Block> MakeFmSecondOrder(uint32_t fields, uint32_t k, bool norma
 // Σ_{f<g} <e_{f,g}, e_{g,f}>. In: B x (F*F*k). Out: B x 1.
 std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k, bool normalize = false);
 // ½[(Σ_f e_f)² − Σ_f e_f²] element-wise. In: B x (F*k). Out: B x k.
-std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k);
+std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k, bool normalize = false);
 // e_{f,g} ⊙ e_{g,f} for f<g, concatenated (B x F(F−1)/2·k) or summed (B x k).
 std::unique_ptr<Block> MakeFieldPairProducts(uint32_t fields, uint32_t k, bool sum);
 

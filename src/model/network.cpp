@@ -116,7 +116,7 @@ struct Declare {
   }
   int Fm(int e) { return g.Add(MakeFmSecondOrder(s.num_fields, s.k, s.normalize), {e}); }
   int Ffm(int e) { return g.Add(MakeFfmSecondOrder(s.num_fields, s.k, s.normalize), {e}); }
-  int BiInteraction(int e) { return g.Add(MakeBiInteraction(s.num_fields, s.k), {e}); }
+  int BiInteraction(int e) { return g.Add(MakeBiInteraction(s.num_fields, s.k, s.normalize), {e}); }
   int FieldPairs(int e) { return g.Add(MakeFieldPairProducts(s.num_fields, s.k, s.nffm_sum_pairs), {e}); }
 
   // Dense -> [batch norm] -> activation -> [dropout] per hidden layer, then one linear unit.

@@ -35,43 +35,43 @@ void SparseTable::SetWeights(const std::vector<float>& w) {
 namespace {
 
 // One coordinate; s1/s2 point at its state floats.
-inline void UpdateOne(const OptimizerConfig& c, float lambda, float bc1, float bc2, float* w, float* s1, float* s2,
-                      float g) {
-  switch (c.type) {
+inline void UpdateOne(const OptimizerConfig& c, OptimizerType type, float lr, float lambda, float bc1, float bc2,
+                      float* w, float* s1, float* s2, float g) {
+  switch (type) {
     case OptimizerType::kSgd:
-      *w -= c.lr * (g + lambda * *w);
+      *w -= lr * (g + lambda * *w);
       break;
     case OptimizerType::kAdaGrad: {
       g += lambda * *w;
       *s1 += g * g;
-      *w -= c.lr * g / std::sqrt(*s1);
+      *w -= lr * g / std::sqrt(*s1);
       break;
     }
     case OptimizerType::kAdam: {
       g += lambda * *w;
       *s1 = c.beta1 * *s1 + (1 - c.beta1) * g;
       *s2 = c.beta2 * *s2 + (1 - c.beta2) * g * g;
-      *w -= c.lr * (*s1 / bc1) / (std::sqrt(*s2 / bc2) + c.eps);
+      *w -= lr * (*s1 / bc1) / (std::sqrt(*s2 / bc2) + c.eps);
       break;
     }
     case OptimizerType::kFtrl: {
       // s1 = z, s2 = n. lambda is FTRL's L2 term.
       const float n_new = *s2 + g * g;
-      const float sigma = (std::sqrt(n_new) - std::sqrt(*s2)) / c.lr;
+      const float sigma = (std::sqrt(n_new) - std::sqrt(*s2)) / lr;
       *s1 += g - sigma * *w;
       *s2 = n_new;
       const float z = *s1;
       *w = std::fabs(z) <= c.ftrl_l1
                ? 0.0f
-               : -(z - std::copysign(c.ftrl_l1, z)) / ((c.ftrl_beta + std::sqrt(n_new)) / c.lr + lambda);
+               : -(z - std::copysign(c.ftrl_l1, z)) / ((c.ftrl_beta + std::sqrt(n_new)) / lr + lambda);
       break;
     }
   }
 }
 
-void BiasCorrections(const OptimizerConfig& c, uint64_t step, float* bc1, float* bc2) {
+void BiasCorrections(const OptimizerConfig& c, OptimizerType type, uint64_t step, float* bc1, float* bc2) {
   *bc1 = *bc2 = 1.0f;
-  if (c.type == OptimizerType::kAdam) {
+  if (type == OptimizerType::kAdam) {
     const double t = double(step == 0 ? 1 : step);
     *bc1 = float(1 - std::pow(double(c.beta1), t));
     *bc2 = float(1 - std::pow(double(c.beta2), t));
@@ -117,7 +117,7 @@ void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row
                uint32_t k, uint32_t slot_stride) {
   if (c.type == OptimizerType::kAdaGrad && k == 4) return AdaGradRow4(c.lr, lambda, row, grad, slots, slot_stride);
   float bc1, bc2;
-  BiasCorrections(c, step, &bc1, &bc2);
+  BiasCorrections(c, c.type, step, &bc1, &bc2);
   for (uint32_t s = 0; s < slots; ++s) {
     float* slot = row + size_t(s) * slot_stride;
     const float* g = grad + size_t(s) * k;
@@ -128,7 +128,7 @@ void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row
         slot[d] -= c.lr * gd / std::sqrt(slot[k + d]);
       }
     } else {
-      for (uint32_t d = 0; d < k; ++d) UpdateOne(c, lambda, bc1, bc2, slot + d, slot + k + d, slot + 2 * k + d, g[d]);
+      for (uint32_t d = 0; d < k; ++d) UpdateOne(c, c.type, c.lr, lambda, bc1, bc2, slot + d, slot + k + d, slot + 2 * k + d, g[d]);
     }
   }
 }
@@ -136,13 +136,13 @@ void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row
 void UpdateDense(const OptimizerConfig& c, float lambda, uint64_t step, DenseParam* p, const float* grad) {
   if (!p->trainable) return;
   float bc1, bc2;
-  BiasCorrections(c, step, &bc1, &bc2);
+  BiasCorrections(c, c.dense_type, step, &bc1, &bc2);
   float dummy = 0;
   const bool has1 = !p->s1.empty(), has2 = !p->s2.empty();
   for (size_t i = 0; i < p->w.size(); ++i) {
     float* s1 = has1 ? &p->s1[i] : &dummy;
     float* s2 = has2 ? &p->s2[i] : &dummy;
-    UpdateOne(c, lambda, bc1, bc2, &p->w[i], s1, s2, grad[i]);
+    UpdateOne(c, c.dense_type, c.dense_lr, lambda, bc1, bc2, &p->w[i], s1, s2, grad[i]);
   }
 }
 
@@ -166,12 +166,12 @@ void InitState(const OptimizerConfig& c, SparseTable* t) {
 }
 
 void InitState(const OptimizerConfig& c, DenseParam* p) {
-  const int n = p->trainable ? StateCount(c.type) : 0;
+  const int n = p->trainable ? StateCount(c.dense_type) : 0;
   p->s1.assign(n >= 1 ? p->w.size() : 0, 0.0f);
   p->s2.assign(n >= 2 ? p->w.size() : 0, 0.0f);
   for (size_t i = 0; i < p->s1.size(); ++i) {
-    if (c.type == OptimizerType::kAdaGrad) p->s1[i] = c.adagrad_init;
-    if (c.type == OptimizerType::kFtrl) p->s1[i] = -p->w[i] * (c.ftrl_beta / c.lr + c.lambda_dense);
+    if (c.dense_type == OptimizerType::kAdaGrad) p->s1[i] = c.adagrad_init;
+    if (c.dense_type == OptimizerType::kFtrl) p->s1[i] = -p->w[i] * (c.ftrl_beta / c.dense_lr + c.lambda_dense);
   }
 }
 

@@ -83,8 +83,13 @@ struct ParamStore {
 };
 
 struct OptimizerConfig {
-  OptimizerType type = OptimizerType::kAdaGrad;
+  OptimizerType type = OptimizerType::kAdaGrad;  // sparse rows (linear weights, embeddings)
   float lr = 0.2f;
+  // Dense parameters (bias, MLP, batch norm). Their gradient is summed over a
+  // whole mini-batch, so deep models default to scale-free Adam here while the
+  // sparse rows, each touched by a few rows of the batch, keep libffm's AdaGrad.
+  OptimizerType dense_type = OptimizerType::kAdaGrad;
+  float dense_lr = 0.2f;
   float lambda_embedding = 2e-5f;  // L2 on sparse rows (linear weights and embeddings), per touch
   float lambda_dense = 0.0f;       // L2 on dense layer weights
   float adagrad_init = 1.0f;       // initial accumulator (as libffm)

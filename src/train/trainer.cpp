@@ -38,6 +38,18 @@ float DefaultLearningRate(OptimizerType t) {
   return 0.1f;
 }
 
+float ResolvedLr(const TrainOptions& o) { return std::isnan(o.lr) ? DefaultLearningRate(o.optimizer) : o.lr; }
+
+OptimizerType ResolvedDenseOptimizer(const TrainOptions& o) {
+  return o.dense_optimizer.value_or(o.model.is_deep() ? OptimizerType::kAdam : o.optimizer);
+}
+
+float ResolvedDenseLr(const TrainOptions& o) {
+  if (!std::isnan(o.dense_lr)) return o.dense_lr;
+  const OptimizerType t = ResolvedDenseOptimizer(o);
+  return t == o.optimizer ? ResolvedLr(o) : DefaultLearningRate(t);
+}
+
 bool IsClassification(LossType l) { return l == LossType::kLogloss; }
 
 double MeanLoss(LossType l, double loss_sum, double weight_sum) {
@@ -114,11 +126,13 @@ Status Trainer::CountValues() {
 
 Status Trainer::Setup(const std::string& pipeline_json) {
   opt_.type = o_.optimizer;
-  opt_.lr = std::isnan(o_.lr) ? DefaultLearningRate(o_.optimizer) : o_.lr;
+  opt_.lr = ResolvedLr(o_);
+  opt_.dense_type = ResolvedDenseOptimizer(o_);
+  opt_.dense_lr = ResolvedDenseLr(o_);
   opt_.lambda_embedding = o_.lambda;
   opt_.lambda_dense = o_.lambda_dense;
   if (o_.batch_size == 0) o_.batch_size = o_.model.is_deep() ? 256 : 1;
-  if (o_.optimizer == OptimizerType::kFtrl && o_.model.is_deep())
+  if ((o_.optimizer == OptimizerType::kFtrl || opt_.dense_type == OptimizerType::kFtrl) && o_.model.is_deep())
     return Status::InvalidArgument("ftrl is for lr, fm and ffm; use adagrad or adam for deep models");
   if (o_.epochs < 0 || o_.threads < 1 || o_.patience < 1 || o_.block_rows == 0)
     return Status::InvalidArgument("epochs >= 0, threads >= 1, patience >= 1 required");
@@ -150,6 +164,12 @@ Status Trainer::Setup(const std::string& pipeline_json) {
   if (fresh) {
     for (auto& [name, t] : m.store.sparse) InitState(opt_, &t);
     for (auto& [name, p] : m.store.dense) InitState(opt_, &p);
+  } else {
+    // After Build: it marks which dense params are trainable (batch-norm statistics are not).
+    const size_t dense_state = size_t(StateCount(opt_.dense_type));
+    for (const auto& [name, p] : m.store.dense)
+      if (p.trainable && p.s1.size() + p.s2.size() != dense_state * p.w.size())
+        return Status::InvalidArgument("resume: the checkpoint was written with another dense optimizer");
   }
   return Status::Ok();
 }
@@ -176,7 +196,9 @@ void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const ui
 
 Status Trainer::Epoch(int epoch, EpochReport* report) {
   const auto start = std::chrono::steady_clock::now();
-  opt_.lr = float((std::isnan(o_.lr) ? DefaultLearningRate(o_.optimizer) : o_.lr) * std::pow(o_.lr_decay, epoch));
+  const double decay = std::pow(o_.lr_decay, epoch);
+  opt_.lr = float(ResolvedLr(o_) * decay);
+  opt_.dense_lr = float(ResolvedDenseLr(o_) * decay);
   FIELDFM_RETURN_IF_ERROR(train_.Rewind());
   for (auto& w : workers_) w.loss = w.weight = 0;
   ExampleBlock block;
@@ -326,7 +348,9 @@ nlohmann::json TrainOptions::ToJson() const {
   // write the same model bytes as an uninterrupted one.
   return nlohmann::json{{"model", model.ToJson()},
                         {"epochs", epochs},
-                        {"lr", std::isnan(lr) ? DefaultLearningRate(optimizer) : lr},
+                        {"lr", ResolvedLr(*this)},
+                        {"dense_optimizer", Name(ResolvedDenseOptimizer(*this))},
+                        {"dense_lr", ResolvedDenseLr(*this)},
                         {"lambda", lambda},
                         {"lambda_dense", lambda_dense},
                         {"threads", threads},

@@ -133,6 +133,7 @@ TEST(BlockGradients, Interactions) {
   ExampleBlock rows = RandomBlock(5, F, 20, /*multi=*/true, 6);
   CheckBlock(*MakeFmSecondOrder(F, k, true), rows.view(), {RandomMat(5, F * k, 7)});
   CheckBlock(*MakeFfmSecondOrder(F, k, true), rows.view(), {RandomMat(5, F * F * k, 8)});
+  CheckBlock(*MakeBiInteraction(F, k, true), rows.view(), {RandomMat(5, F * k, 9)});
 }
 
 TEST(BlockGradients, DenseBiasConcatSum) {

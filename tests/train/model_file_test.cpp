@@ -230,6 +230,25 @@ TEST(Checkpoint, ResumeEqualsUninterruptedRun) {
   }
 }
 
+TEST(Checkpoint, ResumeWithAnotherDenseOptimizerIsRefused) {
+  TempDir dir;
+  auto train = MakeSynthetic(1000, 5, 8, 1, 2);
+  TrainOptions o = SmallOptions(ModelType::kNfm);
+  o.epochs = 1;
+  o.checkpoint_path = dir / "ckpt";
+  MemorySource src(train.data);
+  auto first = Train(o, src, nullptr, "{}", {});
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(ModelMetadata(**first)["training"]["options"]["dense_optimizer"], "adam");  // the deep default
+  TrainOptions rest = o;
+  rest.epochs = 2;
+  rest.resume_path = dir / "ckpt";
+  rest.dense_optimizer = OptimizerType::kAdaGrad;
+  auto resumed = Train(rest, src, nullptr, "{}", {});
+  ASSERT_FALSE(resumed.ok());
+  EXPECT_NE(resumed.status().ToString().find("dense optimizer"), std::string::npos) << resumed.status().ToString();
+}
+
 TEST(EarlyStopping, KeepsTheBestEpochsParameters) {
   // Few rows, many values, a large step: validation logloss soon rises.
   auto train = MakeSynthetic(1500, 6, 40, 1, 2), valid = MakeSynthetic(1000, 6, 40, 1, 5);
