@@ -101,7 +101,14 @@ Result<std::shared_ptr<Model>> LoadModel(const std::string& path);
 // Predictions (probabilities, or outputs for regression), one per row; safe
 // to call from many threads on the same model.
 void PredictBatch(const Model& model, const BatchView& batch, std::span<float> out);
-// Reads a whole source and predicts with `threads` threads, keeping row order.
+// Receives one block of predictions at a time, in input order, with the
+// block's labels and weights (1 when the input has none).
+using PredictionSink =
+    std::function<Status(std::span<const float> pred, std::span<const float> labels, std::span<const float> weights)>;
+// Streams a whole source through the model with `threads` threads, keeping row
+// order; memory stays at one block however long the input. A sink error stops it.
+Status PredictSource(const Model& model, ExampleSource& source, int threads, const PredictionSink& sink);
+// The same, collected into vectors (eval needs all of them for AUC).
 Status PredictSource(const Model& model, ExampleSource& source, int threads, std::vector<float>* pred,
                      std::vector<float>* labels, std::vector<float>* weights);
 

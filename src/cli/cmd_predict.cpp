@@ -14,19 +14,19 @@ struct PredictFlags {
   bool skip_bad_lines = false;
 };
 
+// Streams: each block's predictions are formatted and appended as they come,
+// so memory does not grow with the input. The output appears atomically at the end.
 Status Run(const PredictFlags& f) {
-  FIELDFM_ASSIGN_OR_RETURN(FilePredictions p, PredictFile(f.model, f.input, f.threads, f.skip_bad_lines));
   AtomicFile out;
   FIELDFM_RETURN_IF_ERROR(out.Open(f.output));
   std::string buf;
-  for (float v : p.pred) {
-    fmt::format_to(std::back_inserter(buf), "{:.7g}\n", v);
-    if (buf.size() > (1 << 20)) {
-      FIELDFM_RETURN_IF_ERROR(out.Write(buf));
-      buf.clear();
-    }
-  }
-  FIELDFM_RETURN_IF_ERROR(out.Write(buf));
+  FIELDFM_RETURN_IF_ERROR(PredictFileTo(f.model, f.input, f.threads, f.skip_bad_lines,
+                                        [&](std::span<const float> pred, std::span<const float>,
+                                            std::span<const float>) {
+                                          buf.clear();
+                                          for (float v : pred) fmt::format_to(std::back_inserter(buf), "{:.7g}\n", v);
+                                          return out.Write(buf);
+                                        }));
   return out.Commit();
 }
 

@@ -111,22 +111,18 @@ void PredictBatch(const Model& model, const BatchView& batch, std::span<float> o
   pool.Release(std::move(net));
 }
 
-Status PredictSource(const Model& model, ExampleSource& source, int threads, std::vector<float>* pred,
-                     std::vector<float>* labels, std::vector<float>* weights) {
+Status PredictSource(const Model& model, ExampleSource& source, int threads, const PredictionSink& sink) {
   FIELDFM_RETURN_IF_ERROR(source.Rewind());
   threads = std::max(1, threads);
   ExampleBlock block;
-  pred->clear();
-  if (labels) labels->clear();
-  if (weights) weights->clear();
+  std::vector<float> pred;
   while (true) {
     FIELDFM_ASSIGN_OR_RETURN(size_t n, source.Next(&block, 1 << 15));
     if (n == 0) break;
-    const size_t base = pred->size();
-    pred->resize(base + n);
+    pred.resize(n);
     if (block.weights.size() < n) block.weights.resize(n, 1.0f);
     const BatchView all = block.view();
-    std::span<float> out(pred->data() + base, n);
+    std::span<float> out(pred);
     const size_t per = (n + threads - 1) / threads;
     std::vector<std::thread> pool;
     for (int t = 1; t < threads && size_t(t) * per < n; ++t) {
@@ -135,10 +131,24 @@ Status PredictSource(const Model& model, ExampleSource& source, int threads, std
     }
     PredictBatch(model, all.slice(0, std::min(n, per)), out.subspan(0, std::min(n, per)));
     for (auto& th : pool) th.join();
-    if (labels) labels->insert(labels->end(), block.labels.begin(), block.labels.end());
-    if (weights) weights->insert(weights->end(), block.weights.begin(), block.weights.begin() + n);
+    FIELDFM_RETURN_IF_ERROR(sink(std::span<const float>(pred), std::span<const float>(block.labels.data(), n),
+                                 std::span<const float>(block.weights.data(), n)));
   }
   return Status::Ok();
+}
+
+Status PredictSource(const Model& model, ExampleSource& source, int threads, std::vector<float>* pred,
+                     std::vector<float>* labels, std::vector<float>* weights) {
+  pred->clear();
+  if (labels) labels->clear();
+  if (weights) weights->clear();
+  return PredictSource(model, source, threads,
+                       [&](std::span<const float> p, std::span<const float> l, std::span<const float> w) {
+                         pred->insert(pred->end(), p.begin(), p.end());
+                         if (labels) labels->insert(labels->end(), l.begin(), l.end());
+                         if (weights) weights->insert(weights->end(), w.begin(), w.end());
+                         return Status::Ok();
+                       });
 }
 
 // ---- accessors, metadata, export -------------------------------------------

@@ -18,5 +18,8 @@ struct FilePredictions {
 
 Result<FilePredictions> PredictFile(const std::string& model_path, const std::string& input_path, int threads,
                                     bool skip_bad_lines);
+// Streaming: predictions reach `sink` block by block; nothing is kept.
+Status PredictFileTo(const std::string& model_path, const std::string& input_path, int threads, bool skip_bad_lines,
+                     const PredictionSink& sink);
 
 }  // namespace fieldfm

@@ -40,18 +40,37 @@ Result<std::shared_ptr<const Predictor>> LoadPredictor(const std::string& model_
 
 namespace fieldfm {
 
-Result<FilePredictions> PredictFile(const std::string& model_path, const std::string& input_path, int threads,
-                                    bool skip_bad_lines) {
-  FilePredictions out;
-  FIELDFM_ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
-  auto pipeline = FeaturePipeline::FromJson(PipelineJsonOf(*out.model));
+namespace {
+
+Result<std::unique_ptr<ExampleSource>> OpenWithModelPipeline(const Model& model, const std::string& model_path,
+                                                             const std::string& input_path, int threads,
+                                                             bool skip_bad_lines) {
+  auto pipeline = FeaturePipeline::FromJson(PipelineJsonOf(model));
   if (!pipeline.ok()) return pipeline.status().WithContext(model_path + ": feature pipeline");
   ReadOptions read;
   read.threads = threads;
   read.skip_bad_lines = skip_bad_lines;
-  FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> source, pipeline->Open(input_path, read));
+  return pipeline->Open(input_path, read);
+}
+
+}  // namespace
+
+Result<FilePredictions> PredictFile(const std::string& model_path, const std::string& input_path, int threads,
+                                    bool skip_bad_lines) {
+  FilePredictions out;
+  FIELDFM_ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
+  FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> source,
+                           OpenWithModelPipeline(*out.model, model_path, input_path, threads, skip_bad_lines));
   FIELDFM_RETURN_IF_ERROR(PredictSource(*out.model, *source, threads, &out.pred, &out.labels, &out.weights));
   return out;
+}
+
+Status PredictFileTo(const std::string& model_path, const std::string& input_path, int threads, bool skip_bad_lines,
+                     const PredictionSink& sink) {
+  FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, LoadModel(model_path));
+  FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> source,
+                           OpenWithModelPipeline(*model, model_path, input_path, threads, skip_bad_lines));
+  return PredictSource(*model, *source, threads, sink);
 }
 
 }  // namespace fieldfm

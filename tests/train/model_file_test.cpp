@@ -356,5 +356,35 @@ TEST(Export, LatentTsvHasFieldAndFeatureIds) {
   EXPECT_EQ(unseen, 9u);
 }
 
+TEST(PredictSource, StreamsBlocksInInputOrder) {
+  auto train = MakeSynthetic(2000, 5, 8, 1, 2), test = MakeSynthetic(70000, 5, 8, 1, 3);
+  MemorySource src(train.data);
+  auto model = Train(SmallOptions(ModelType::kFfm), src, nullptr, "{}", {});
+  ASSERT_TRUE(model.ok());
+  MemorySource te(test.data);
+  std::vector<float> all, labels;
+  ASSERT_TRUE(PredictSource(**model, te, 2, &all, &labels, nullptr).ok());
+  ASSERT_EQ(all.size(), test.data.rows());
+  std::vector<float> streamed;
+  int calls = 0;
+  ASSERT_TRUE(PredictSource(**model, te, 2,
+                            [&](std::span<const float> p, std::span<const float> l, std::span<const float> w) {
+                              EXPECT_EQ(p.size(), l.size());
+                              EXPECT_EQ(p.size(), w.size());
+                              for (size_t i = 0; i < l.size(); ++i)
+                                EXPECT_EQ(l[i], test.data.labels[streamed.size() + i]);
+                              streamed.insert(streamed.end(), p.begin(), p.end());
+                              ++calls;
+                              return Status::Ok();
+                            })
+                  .ok());
+  EXPECT_GE(calls, 3);  // 70k rows arrive in blocks, not all at once
+  EXPECT_TRUE(streamed == all);
+  // A sink error stops the run and comes back unchanged.
+  auto st = PredictSource(**model, te, 1, [](auto, auto, auto) { return Status::IOError("disk full"); });
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("disk full"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace fieldfm
