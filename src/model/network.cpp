@@ -224,15 +224,21 @@ void Network::ZeroGrad() {
 }
 
 void Network::Apply(const OptimizerConfig& c, uint64_t step) {
-  {
-    for (auto& d : dense_refs_) UpdateDense(c, d.param->l2 ? c.lambda_dense : 0.0f, step, d.param, d.grad->data());
-    for (auto& s : sparse_refs_) {
-      SparseTable& t = *s.table;
-      const uint32_t ss = t.slot_stride(), k = t.k, width = s.grad->width;
-      for (size_t e = 0; e < s.grad->rows.size(); ++e)
-        UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots, k,
-                  ss);
-    }
+  ApplyDense(c, step);
+  ApplySparse(c, step);
+}
+
+void Network::ApplyDense(const OptimizerConfig& c, uint64_t step) {
+  for (auto& d : dense_refs_) UpdateDense(c, d.param->l2 ? c.lambda_dense : 0.0f, step, d.param, d.grad->data());
+}
+
+void Network::ApplySparse(const OptimizerConfig& c, uint64_t step) {
+  for (auto& s : sparse_refs_) {
+    SparseTable& t = *s.table;
+    const uint32_t ss = t.slot_stride(), k = t.k, width = s.grad->width;
+    for (size_t e = 0; e < s.grad->rows.size(); ++e)
+      UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots, k,
+                ss);
   }
 }
 

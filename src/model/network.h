@@ -29,6 +29,9 @@ class Network {
   void ZeroGrad();
   // One optimizer step with the accumulated gradients (lazy for sparse rows).
   void Apply(const OptimizerConfig& c, uint64_t step);
+  // The two halves of Apply, for callers that serialise the dense half.
+  void ApplyDense(const OptimizerConfig& c, uint64_t step);
+  void ApplySparse(const OptimizerConfig& c, uint64_t step);
 
   const Mat& predictions() const { return nodes_.back().out; }
   const LossBlock& loss() const { return *loss_; }

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <numeric>
 #include <thread>
 
@@ -38,7 +39,15 @@ float DefaultLearningRate(OptimizerType t) {
   return 0.1f;
 }
 
-float ResolvedLr(const TrainOptions& o) { return std::isnan(o.lr) ? DefaultLearningRate(o.optimizer) : o.lr; }
+// Deep models sum a 256-row batch's gradient into each sparse row, so a
+// frequent value's first AdaGrad steps are ~lr per coordinate; at libffm's 0.2
+// DeepFM on the 39-field Criteo sample diverged with 2 hogwild threads (first
+// epoch training logloss 9-12), at 0.1 it did not (docs/models.md).
+float ResolvedLr(const TrainOptions& o) {
+  if (!std::isnan(o.lr)) return o.lr;
+  if (o.optimizer == OptimizerType::kAdaGrad && o.model.is_deep()) return 0.1f;
+  return DefaultLearningRate(o.optimizer);
+}
 
 OptimizerType ResolvedDenseOptimizer(const TrainOptions& o) {
   return o.dense_optimizer.value_or(o.model.is_deep() ? OptimizerType::kAdam : o.optimizer);
@@ -91,6 +100,11 @@ class Trainer {
   TrainState state_;
   uint64_t rows_total_ = 0;
   std::atomic<uint64_t> step_{0};
+  // Deep models with several threads: one dense update at a time. Hogwild
+  // Adam on the dense layers lost moment updates (m kept a thread's gradient,
+  // v did not), so m/sqrt(v) blew up: 2-thread DeepFM on the Criteo sample
+  // reached a first-epoch training logloss of 11. Sparse rows stay lock-free.
+  std::mutex dense_mu_;
 };
 
 Status Trainer::CountValues() {
@@ -188,7 +202,16 @@ void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const ui
     w.net->ZeroGrad();
     w.net->Forward(v, ctx);
     w.net->Backward(v, ctx);
-    w.net->Apply(opt_, ++step_);
+    const uint64_t step = ++step_;
+    if (o_.model.is_deep() && workers_.size() > 1) {
+      {
+        std::lock_guard<std::mutex> lock(dense_mu_);
+        w.net->ApplyDense(opt_, step);
+      }
+      w.net->ApplySparse(opt_, step);
+    } else {
+      w.net->Apply(opt_, step);
+    }
     w.loss += w.net->loss().loss_sum();
     w.weight += w.net->loss().weight_sum();
   }
