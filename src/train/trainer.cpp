@@ -100,10 +100,10 @@ class Trainer {
   TrainState state_;
   uint64_t rows_total_ = 0;
   std::atomic<uint64_t> step_{0};
-  // Deep models with several threads: one dense update at a time. Hogwild
-  // Adam on the dense layers lost moment updates (m kept a thread's gradient,
-  // v did not), so m/sqrt(v) blew up: 2-thread DeepFM on the Criteo sample
-  // reached a first-epoch training logloss of 11. Sparse rows stay lock-free.
+  // Deep models with several threads: one dense update at a time (one lock per
+  // 256-row batch). Racing Adam updates can lose a moment write (m keeps a
+  // thread's gradient, v does not), leaving m/sqrt(v) unbounded on weights
+  // every row touches. Sparse rows, rarely shared, stay lock-free (hogwild).
   std::mutex dense_mu_;
 };
 
