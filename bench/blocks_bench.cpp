@@ -9,6 +9,7 @@
 #include <cmath>
 #include <random>
 
+#include "bench_size.h"
 #include "fieldfm/train.h"
 #include "model/blocks.h"
 #include "model/network.h"
@@ -41,7 +42,7 @@ ExampleBlock MakeData(size_t rows, uint64_t seed) {
 }
 
 const ExampleBlock& Data() {
-  static const ExampleBlock data = MakeData(200000, 1);
+  static const ExampleBlock data = MakeData(bench::Size(200000, 1024), 1);  // block fixtures take 256 rows
   return data;
 }
 

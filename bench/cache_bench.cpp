@@ -8,13 +8,14 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "bench_size.h"
 #include "data/shuffle.h"
 #include "fieldfm/cache.h"
 
 namespace fieldfm {
 namespace {
 
-constexpr size_t kRows = 2'000'000;
+const size_t kRows = fieldfm::bench::Size(2'000'000);
 constexpr uint32_t kFields = 39;
 
 // Criteo-shaped rows generated on the fly (no text parsing in the way).

@@ -6,10 +6,14 @@
 #include <cstring>
 #include <vector>
 
+#include "bench_size.h"
+
 namespace {
 
 // Arrays far larger than the last-level cache so every byte comes from DRAM.
-size_t ArrayFloats(const benchmark::State& state) { return static_cast<size_t>(state.range(0)) << 20; }
+size_t ArrayFloats(const benchmark::State& state) {
+  return fieldfm::bench::Size(static_cast<size_t>(state.range(0)) << 20);
+}
 
 void BM_StreamCopy(benchmark::State& state) {
   const size_t n = ArrayFloats(state);

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "bench_size.h"
 #include "fieldfm/data.h"
 
 namespace {
@@ -22,7 +23,7 @@ const std::string& LibffmFile() {
     std::mt19937_64 rng(42);
     std::string buf;
     std::ofstream out(p, std::ios::binary);
-    for (int r = 0; r < 200000; ++r) {
+    for (size_t r = 0; r < fieldfm::bench::Size(200000); ++r) {
       buf += (rng() % 4 == 0) ? '1' : '0';
       for (int f = 0; f < 39; ++f) {
         buf += ' ';
@@ -47,7 +48,7 @@ const std::string& CriteoTsvFile() {
     std::mt19937_64 rng(7);
     std::string buf;
     char hex[16];
-    for (int r = 0; r < 100000; ++r) {
+    for (size_t r = 0; r < fieldfm::bench::Size(100000); ++r) {
       buf += (rng() % 4 == 0) ? '1' : '0';
       for (int i = 0; i < 13; ++i) {
         buf += '\t';
