@@ -1,5 +1,6 @@
 #include "cli/open_input.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -17,7 +18,11 @@ Result<std::unique_ptr<ExampleSource>> OpenInput(const FeaturePipeline& pipeline
   const std::string cache_path = CachePathFor(path);
   FIELDFM_ASSIGN_OR_RETURN(CacheKey key, CacheKeyForFile(path, pipeline.Fingerprint()));
   std::filesystem::path dir = std::filesystem::absolute(cache_path).parent_path();
-  if (::access(dir.c_str(), W_OK) != 0) {
+  // access() says yes to root everywhere; a directory with no write bit at all
+  // (e.g. the shared read-only data sets) is treated as read-only for root too.
+  struct stat st {};
+  const bool no_write_bits = ::stat(dir.c_str(), &st) == 0 && (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) == 0;
+  if (::access(dir.c_str(), W_OK) != 0 || no_write_bits) {
     std::fprintf(stderr, "note: %s is not writable; reading %s without a cache\n", dir.c_str(), path.c_str());
     return pipeline.Open(path, read);
   }

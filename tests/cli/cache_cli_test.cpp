@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "cli/cli_util.h"
 #include "fieldfm/cache.h"
@@ -63,4 +64,20 @@ TEST(CacheCli, UsageErrorsExitTwo) {
 }
 
 }  // namespace
+TEST(CacheCli, TrainLeavesAReadOnlyDataDirectoryAlone) {
+  // The shared data sets sit in r-x directories; even root must not write a cache there.
+  CliTempDir dir;
+  const std::string data_dir = dir.Path("ro");
+  std::filesystem::create_directories(data_dir);
+  const std::string input = data_dir + "/t.ffm";
+  std::ofstream(input) << "1 0:1:1 1:3:1\n0 0:2:1 1:4:1\n1 0:1:1 1:4:1\n";
+  std::filesystem::permissions(data_dir, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+  auto r = RunCli("train -q --no-checkpoint -t 1 " + input + " " + dir.Path("m.model"));
+  std::filesystem::permissions(data_dir, std::filesystem::perms::owner_all);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("not writable"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(input + ".fieldfm-cache"));
+  EXPECT_TRUE(std::filesystem::exists(dir.Path("m.model")));
+}
+
 }  // namespace fieldfm
