@@ -75,11 +75,12 @@ class LinearBlock : public Block {
   }
   void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
                 const RunContext&) override {
+    grad_.coalesce = b.rows > 1;
     for (size_t r = 0; r < b.rows; ++r) {
       const float go = dout(r, 0) * Scale(b, r);
       for (const Feature& f : b.row(r)) {
         if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
-        *grad_.Append(f.index) = f.value * go;
+        *grad_.Accumulate(f.index) += f.value * go;
       }
     }
   }
@@ -149,6 +150,7 @@ class EmbeddingBlock : public Block {
   void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
                 const RunContext&) override {
     const uint32_t width = t_->slots * t_->k;
+    grad_.coalesce = b.rows > 1;
     for (size_t r = 0; r < b.rows; ++r) {
       const float* go = dout.row(r).data();
       if (mean_) {
@@ -159,9 +161,9 @@ class EmbeddingBlock : public Block {
       for (const Feature& f : b.row(r)) {
         if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
         const float scale = mean_ ? f.value / float(counts_[f.field]) : f.value;
-        float* g = grad_.Append(f.index);
+        float* g = grad_.Accumulate(f.index);
         const float* src = go + size_t(f.field) * width;
-        for (uint32_t d = 0; d < width; ++d) g[d] = scale * src[d];
+        for (uint32_t d = 0; d < width; ++d) g[d] += scale * src[d];
       }
     }
   }
@@ -361,6 +363,201 @@ class FieldPairBlock : public Block {
  private:
   uint32_t F_, k_;
   bool sum_;
+};
+
+// Element-wise kernels over k floats, with k known at compile time (K > 0,
+// Eigen vectorises the fixed size) or not (K = 0).
+template <int K>
+using VecMap = Eigen::Map<Eigen::Array<float, (K > 0 ? K : Eigen::Dynamic), 1>>;
+template <int K>
+using ConstVecMap = Eigen::Map<const Eigen::Array<float, (K > 0 ? K : Eigen::Dynamic), 1>>;
+
+// NFFM's input layer in one pass: the field-aware embedding of each row and
+// its pair products e_{f,g} ⊙ e_{g,f} (f < g), without the B x F²k matrix of
+// the two-block form (which costs more memory traffic than the products).
+// A field with one feature is read in place from its table row; fields with
+// several are pooled into a per-row scratch. The same operations as
+// MakeFieldAwareEmbedding followed by MakeFieldPairProducts (tested equal).
+class FieldPairEmbeddingBlock : public Block {
+ public:
+  FieldPairEmbeddingBlock(ParamStore* store, SparseTable* t, bool mean, bool sum)
+      : store_(store), t_(t), mean_(mean), sum_(sum), F_(store->num_fields), k_(t->k), views_(F_), counts_(F_) {
+    grad_.width = t->slots * t->k;
+  }
+  std::string kind() const override { return sum_ ? "field_aware_embedding+pairs_sum" : "field_aware_embedding+pairs"; }
+  int out_dim() const override { return sum_ ? int(k_) : int(F_ * (F_ - 1) / 2 * k_); }
+
+  void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
+    switch (k_) {
+      case 4: return ForwardK<4>(b, out, ctx);
+      case 8: return ForwardK<8>(b, out, ctx);
+      case 16: return ForwardK<16>(b, out, ctx);
+      default: return ForwardK<0>(b, out, ctx);
+    }
+  }
+  void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
+                const RunContext& ctx) override {
+    switch (k_) {
+      case 4: return BackwardK<4>(b, dout, ctx);
+      case 8: return BackwardK<8>(b, dout, ctx);
+      case 16: return BackwardK<16>(b, dout, ctx);
+      default: return BackwardK<0>(b, dout, ctx);
+    }
+  }
+  void ZeroGrad() override { grad_.clear(); }
+  void Grads(std::vector<DenseGradRef>*, std::vector<SparseGradRef>* s) override {
+    s->push_back({"field_aware_embedding", t_, &grad_});
+  }
+
+ private:
+  // Field f's F target-field vectors: slot g at p + g * stride, times scale.
+  struct View {
+    const float* p = nullptr;
+    uint32_t stride = 0;
+    float scale = 0;
+  };
+
+  size_t Pair(uint32_t f, uint32_t g) const { return size_t(f) * F_ - size_t(f) * (f + 1) / 2 + (g - f - 1); }
+
+  // Starts loading the weights (not the optimizer state) of row r's features
+  // into L2 (a row touches F² lines: more than L1 holds).
+  void Prefetch(const BatchView& b, size_t r) const {
+    if (r >= b.rows) return;
+    const uint32_t ss = t_->slot_stride();
+    for (const Feature& f : b.row(r))
+      if (f.index < t_->rows) {
+        const char* p = reinterpret_cast<const char*>(t_->row(f.index));
+        for (uint32_t g = 0; g < t_->slots; ++g) __builtin_prefetch(p + size_t(g) * ss * sizeof(float), 0, 1);
+      }
+  }
+
+  // Fills views_ for row r (pooling multi-feature fields into scratch_).
+  void Gather(const BatchView& b, size_t r, bool training) {
+    const uint32_t width = F_ * k_;
+    std::fill(counts_.begin(), counts_.end(), 0u);
+    for (const Feature& f : b.row(r)) {
+      const RowRef rr = ResolveRow(*store_, *t_, f, training);
+      if (!rr.p) continue;
+      View& v = views_[f.field];
+      if (counts_[f.field]++ == 0) {
+        v = View{rr.p, rr.slot_stride, f.value};
+        continue;
+      }
+      if (scratch_.size() < size_t(F_) * width) scratch_.resize(size_t(F_) * width);
+      float* e = scratch_.data() + size_t(f.field) * width;
+      if (v.p != e) {  // second feature of the field: start its pooled vector
+        std::fill(e, e + width, 0.0f);
+        for (uint32_t g = 0; g < F_; ++g) Axpy(v.scale, v.p + size_t(g) * v.stride, e + g * k_, k_);
+        v = View{e, k_, 1.0f};
+      }
+      for (uint32_t g = 0; g < F_; ++g) Axpy(f.value, rr.p + size_t(g) * rr.slot_stride, e + g * k_, k_);
+    }
+    for (uint32_t f = 0; f < F_; ++f) {
+      if (counts_[f] == 0) views_[f].p = nullptr;
+      if (mean_ && counts_[f] > 1) {
+        float* e = scratch_.data() + size_t(f) * width;
+        for (uint32_t d = 0; d < width; ++d) e[d] /= float(counts_[f]);
+      }
+    }
+  }
+
+  template <int K>
+  void ForwardK(const BatchView& b, Mat* out, const RunContext& ctx) {
+    const uint32_t k = K > 0 ? K : k_;
+    if (sum_) {
+      out->setZero(b.rows, out_dim());
+    } else {
+      out->resize(b.rows, out_dim());
+    }
+    Prefetch(b, 0);
+    for (size_t r = 0; r < b.rows; ++r) {
+      Gather(b, r, ctx.training);
+      Prefetch(b, r + 1);
+      float* o = out->row(r).data();
+      for (uint32_t f = 0; f < F_; ++f) {
+        const View& vf = views_[f];
+        for (uint32_t g = f + 1; g < F_; ++g) {
+          float* __restrict dst = sum_ ? o : o + Pair(f, g) * k;
+          const View& vg = views_[g];
+          if (!vf.p || !vg.p) {
+            if (!sum_) std::fill(dst, dst + k, 0.0f);
+            continue;
+          }
+          const float* __restrict a = vf.p + size_t(g) * vf.stride;
+          const float* __restrict c = vg.p + size_t(f) * vg.stride;
+          const float sa = vf.scale, sc = vg.scale;
+          VecMap<K> out_pair(dst, k);
+          const ConstVecMap<K> va(a, k), vc(c, k);
+          if (sum_) {
+            out_pair += (sa * va) * (sc * vc);
+          } else if (sa == 1.0f && sc == 1.0f) {  // one-hot: 1 * a == a, the same bytes
+            out_pair = va * vc;
+          } else {
+            out_pair = (sa * va) * (sc * vc);
+          }
+        }
+      }
+    }
+  }
+
+  template <int K>
+  void BackwardK(const BatchView& b, const Mat& dout, const RunContext& ctx) {
+    const uint32_t k = K > 0 ? K : k_, width = F_ * k_;
+    grad_.coalesce = b.rows > 1;
+    // Every occurrence's gradient entry first, so the main pass can prefetch
+    // the next row's entries (random rows of a buffer larger than the cache).
+    const uint64_t first = b.offsets[0];
+    entry_.assign(b.offsets[b.rows] - first, kNoEntry);
+    for (size_t r = 0; r < b.rows; ++r)
+      for (uint64_t i = b.offsets[r]; i < b.offsets[r + 1]; ++i) {
+        const Feature& ft = b.features[i];
+        if (ft.field < F_ && ft.index < t_->rows)
+          entry_[i - first] = uint32_t((grad_.Accumulate(ft.index) - grad_.values.data()) / width);
+      }
+    for (size_t r = 0; r < b.rows; ++r) {
+      Gather(b, r, ctx.training);
+      Prefetch(b, r + 1);
+      if (r + 1 < b.rows)
+        for (uint64_t i = b.offsets[r + 1]; i < b.offsets[r + 2]; ++i)
+          if (entry_[i - first] != kNoEntry) {
+            const char* p = reinterpret_cast<const char*>(grad_.values.data() + size_t(entry_[i - first]) * width);
+            for (size_t off = 0; off < width * sizeof(float); off += 64) __builtin_prefetch(p + off, 1, 1);
+          }
+      const float* go = dout.row(r).data();
+      for (uint64_t i = b.offsets[r]; i < b.offsets[r + 1]; ++i) {
+        if (entry_[i - first] == kNoEntry) continue;
+        const Feature& ft = b.features[i];
+        const uint32_t f = ft.field;
+        const float s = mean_ ? ft.value / float(counts_[f]) : ft.value;
+        float* grad = grad_.values.data() + size_t(entry_[i - first]) * width;
+        for (uint32_t g = 0; g < F_; ++g) {
+          const View& vg = views_[g];
+          if (g == f || !vg.p) continue;
+          const float* __restrict dp = sum_ ? go : go + (f < g ? Pair(f, g) : Pair(g, f)) * k;
+          const float* __restrict c = vg.p + size_t(f) * vg.stride;  // e_{g,f} before its scale
+          const float sc = vg.scale;
+          VecMap<K> dst(grad + size_t(g) * k, k);
+          const ConstVecMap<K> vdp(dp, k), vc(c, k);
+          if (sc == 1.0f && s == 1.0f) {
+            dst += vdp * vc;
+          } else {
+            dst += s * (vdp * (sc * vc));
+          }
+        }
+      }
+    }
+  }
+
+  static constexpr uint32_t kNoEntry = ~0u;
+  ParamStore* store_;
+  SparseTable* t_;
+  bool mean_, sum_;
+  uint32_t F_, k_;
+  std::vector<View> views_;
+  std::vector<uint32_t> counts_;
+  std::vector<float> scratch_;  // pooled vectors of multi-feature fields, [f][g][k]
+  std::vector<uint32_t> entry_;  // Backward: gradient entry of each feature occurrence
+  SparseGrad grad_;
 };
 
 // ---- dense blocks ----------------------------------------------------------
@@ -671,6 +868,9 @@ std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k) {
 }
 std::unique_ptr<Block> MakeFieldPairProducts(uint32_t fields, uint32_t k, bool sum) {
   return std::make_unique<FieldPairBlock>(fields, k, sum);
+}
+std::unique_ptr<Block> MakeFieldPairEmbedding(ParamStore* store, SparseTable* table, bool mean, bool sum) {
+  return std::make_unique<FieldPairEmbeddingBlock>(store, table, mean, sum);
 }
 std::unique_ptr<Block> MakeBias(DenseParam* b) { return std::make_unique<BiasBlock>(b); }
 std::unique_ptr<Block> MakeDense(DenseParam* w, DenseParam* b, int in, int out, std::string name) {

@@ -7,6 +7,7 @@
 
 #include <Eigen/Dense>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -26,21 +27,52 @@ struct RunContext {
   uint64_t seed = 0;  // per-batch randomness (dropout masks)
 };
 
-// Gradient of a sparse table: one entry per touched (row, all slots) per
-// feature occurrence; duplicates are applied one after another.
+// Gradient of a sparse table: one entry (all slots of a row) per touched row.
+// With `coalesce` (mini-batches of several rows) a row touched several times
+// has one entry with the summed gradient, so the optimizer steps each row once
+// per batch (as PyTorch's sparse optimizers); without it (one-row steps) every
+// occurrence is its own entry, applied one after another (as libffm).
 struct SparseGrad {
   uint32_t width = 0;  // slots * k
+  bool coalesce = false;
   std::vector<uint64_t> rows;
   std::vector<float> values;
   void clear() {
     rows.clear();
     values.clear();
+    if (!slot_of_.empty()) std::fill(slot_of_.begin(), slot_of_.end(), 0u);
   }
-  float* Append(uint64_t row) {
+  // The entry of `row` (zeros when new); callers add their gradient to it.
+  float* Accumulate(uint64_t row) {
+    if (coalesce) {
+      if (2 * (rows.size() + 1) > slot_of_.size()) Rehash();
+      const size_t mask = slot_of_.size() - 1;
+      for (size_t h = Hash(row) & mask;; h = (h + 1) & mask) {
+        const uint32_t e = slot_of_[h];
+        if (e == 0) {
+          slot_of_[h] = uint32_t(rows.size() + 1);
+          break;
+        }
+        if (rows[e - 1] == row) return values.data() + size_t(e - 1) * width;
+      }
+    }
     rows.push_back(row);
-    values.resize(values.size() + width);
+    values.resize(values.size() + width, 0.0f);
     return values.data() + values.size() - width;
   }
+
+ private:
+  static size_t Hash(uint64_t x) { return size_t((x * 0x9e3779b97f4a7c15ULL) >> 17); }
+  void Rehash() {
+    slot_of_.assign(std::max<size_t>(64, slot_of_.size() * 2), 0u);
+    const size_t mask = slot_of_.size() - 1;
+    for (size_t e = 0; e < rows.size(); ++e) {
+      size_t h = Hash(rows[e]) & mask;
+      while (slot_of_[h] != 0) h = (h + 1) & mask;
+      slot_of_[h] = uint32_t(e + 1);
+    }
+  }
+  std::vector<uint32_t> slot_of_;  // open addressing: entry + 1, 0 = empty
 };
 
 // For tests and the optimizer: a parameter and its accumulated gradient.
@@ -95,6 +127,9 @@ std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k, bool norm
 std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k);
 // e_{f,g} ⊙ e_{g,f} for f<g, concatenated (B x F(F−1)/2·k) or summed (B x k).
 std::unique_ptr<Block> MakeFieldPairProducts(uint32_t fields, uint32_t k, bool sum);
+// MakeFieldAwareEmbedding followed by MakeFieldPairProducts in one block (the
+// same results, without the B x F²k intermediate): NFFM's input layer.
+std::unique_ptr<Block> MakeFieldPairEmbedding(ParamStore* store, SparseTable* table, bool mean, bool sum);
 
 // ---- dense blocks ----------------------------------------------------------
 
