@@ -47,13 +47,15 @@ inline void AxpySlots4(float a, const float* __restrict src, uint32_t stride, fl
 
 // ---- sparse input blocks ---------------------------------------------------
 
-// libffm's instance normalisation: a row's values scaled to unit L2 norm, so
-// pair terms carry 1/Σx² and the linear term 1/sqrt(Σx²).
-inline float InstanceScale(const BatchView& b, size_t r) {
+}  // namespace
+
+float InstanceScale(const BatchView& b, size_t r) {
   float s = 0;
   for (const Feature& f : b.row(r)) s += f.value * f.value;
   return s > 0 ? 1.0f / s : 1.0f;
 }
+
+namespace {
 
 class LinearBlock : public Block {
  public:
@@ -806,6 +808,27 @@ class SumBlock : public Block {
 
 // ---- loss --------------------------------------------------------------------
 
+float LossBlock::RowForward(LossType loss_type, double z, double y, double* row_loss) {
+  if (loss_type == LossType::kSquared) {
+    *row_loss = 0.5 * (z - y) * (z - y);
+    return float(z);
+  }
+  const double pred = 1.0 / (1.0 + std::exp(-z));
+  if (loss_type == LossType::kLogloss) {
+    // softplus(z) − y z, stable for large |z|.
+    *row_loss = std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))) - y * z;
+  } else {
+    *row_loss = 0.5 * (pred - y) * (pred - y);
+  }
+  return float(pred);
+}
+
+float LossBlock::RowGrad(LossType loss_type, float p, float y, float w) {
+  float d = p - y;  // logloss through σ, and squared error through identity
+  if (loss_type == LossType::kRate) d *= p * (1 - p);
+  return w * d;
+}
+
 void LossBlock::Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) {
   const Mat& phi = *in[0];
   out->resize(b.rows, 1);
@@ -814,20 +837,9 @@ void LossBlock::Forward(const BatchView& b, std::span<const Mat* const> in, Mat*
     const double z = phi(r, 0);
     const double w = use_weights_ ? WeightOf(b, r) : 1.0;
     const double y = b.labels ? b.labels[r] : 0.0;
-    double pred, loss;
-    if (loss_ == LossType::kSquared) {
-      pred = z;
-      loss = 0.5 * (z - y) * (z - y);
-    } else {
-      pred = 1.0 / (1.0 + std::exp(-z));
-      if (loss_ == LossType::kLogloss) {
-        // softplus(z) − y z, stable for large |z|.
-        loss = std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))) - y * z;
-      } else {
-        loss = 0.5 * (pred - y) * (pred - y);
-      }
-    }
-    (*out)(r, 0) = float(pred);
+    double loss;
+    const float pred = RowForward(loss_, z, y, &loss);
+    (*out)(r, 0) = pred;
     loss_sum_ += w * loss;
     weight_sum_ += w;
   }
@@ -839,11 +851,130 @@ void LossBlock::Backward(const BatchView& b, std::span<const Mat* const>, const 
   for (size_t r = 0; r < b.rows; ++r) {
     const float w = use_weights_ ? WeightOf(b, r) : 1.0f;
     const float y = b.labels ? b.labels[r] : 0.0f;
-    const float p = out(r, 0);
-    float d = p - y;  // logloss through σ, and squared error through identity
-    if (loss_ == LossType::kRate) d *= p * (1 - p);
-    g(r, 0) += w * d;
+    g(r, 0) += RowGrad(loss_, out(r, 0), y, w);
   }
+}
+
+// ---- one-row lr / fm step ------------------------------------------------------
+
+LinearFmStep::LinearFmStep(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields,
+                           bool normalize, bool mean, LossType loss, bool use_weights)
+    : bias_(bias), lin_(linear), emb_(embedding), F_(fields), normalize_(normalize), mean_(mean), loss_(loss),
+      use_weights_(use_weights) {
+  if (emb_) {
+    e_.resize(size_t(F_) * emb_->k);
+    de_.resize(size_t(F_) * emb_->k);
+  }
+}
+
+bool LinearFmStep::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+                        double* loss_sum, double* weight_sum) {
+  if (b.rows != 1 || c.type == OptimizerType::kAdam || (emb_ && mean_)) return false;
+  if (emb_ && emb_->k == 4) return StepK<4>(b, c, step, next, loss_sum, weight_sum);
+  if (emb_ && emb_->k == 8) return StepK<8>(b, c, step, next, loss_sum, weight_sum);
+  return StepK<0>(b, c, step, next, loss_sum, weight_sum);
+}
+
+// Mirrors bias + linear (+ embedding -> fm) -> sum -> loss, Backward and
+// Network::Apply for one row, expression by expression.
+template <int K>
+bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+                         double* loss_sum, double* weight_sum) {
+  const std::span<const Feature> row = b.row(0);
+  const uint32_t F = F_, k = K > 0 ? K : (emb_ ? emb_->k : 0);
+  for (const Feature& f : next)
+    if (f.index < lin_->rows) {
+      __builtin_prefetch(lin_->row(f.index));
+      if (emb_) __builtin_prefetch(emb_->row(f.index));
+    }
+  const auto trained = [&](const Feature& f) { return f.field < F && f.index < lin_->rows; };
+  // Forward.
+  float lin = 0;
+  for (const Feature& f : row)
+    if (trained(f)) lin += f.value * lin_->row(f.index)[0];
+  const float inst = normalize_ ? InstanceScale(b, 0) : 1.0f;
+  const float lin_scale = normalize_ ? std::sqrt(inst) : 1.0f;
+  const float lin_out = lin * lin_scale;
+  float phi = bias_->w[0];
+  phi += lin_out;
+  if (emb_) {
+    std::fill(e_.begin(), e_.end(), 0.0f);
+    const uint32_t ss = emb_->slot_stride();
+    for (const Feature& f : row) {
+      if (!trained(f) || f.index >= emb_->rows) continue;
+      float* e = e_.data() + size_t(f.field) * k;
+      if (ss == k) {
+        Axpy(f.value, emb_->row(f.index), e, k);
+      } else if constexpr (K == 4) {
+        AxpySlots4(f.value, emb_->row(f.index), ss, e, 1);
+      } else {
+        Axpy(f.value, emb_->row(f.index), e, k);
+      }
+    }
+    float t = 0;
+    for (uint32_t d = 0; d < k; ++d) {
+      float s = 0, sq = 0;
+      for (uint32_t f = 0; f < F; ++f) {
+        const float v = e_[f * k + d];
+        s += v;
+        sq += v * v;
+      }
+      t += 0.5f * (s * s - sq);
+    }
+    phi += normalize_ ? t * inst : t;
+  }
+  const float y = b.labels ? b.labels[0] : 0.0f;
+  double row_loss;
+  const float pred = LossBlock::RowForward(loss_, double(phi), double(y), &row_loss);
+  const double w = use_weights_ ? WeightOf(b, 0) : 1.0;
+  *loss_sum = w * row_loss;
+  *weight_sum = w;
+  // Backward and the optimizer step (bias, then each table's rows in feature order).
+  const float g = LossBlock::RowGrad(loss_, pred, y, use_weights_ ? WeightOf(b, 0) : 1.0f);
+  UpdateDense(c, bias_->l2 ? c.lambda_dense : 0.0f, step, bias_, &g);
+  const float go_lin = g * lin_scale;
+  const bool adagrad = c.type == OptimizerType::kAdaGrad;
+  const float lambda = c.lambda_embedding, lr = c.lr;
+  for (const Feature& f : row) {
+    if (!trained(f)) continue;
+    float* wl = lin_->row(f.index);
+    const float gl = f.value * go_lin;
+    if (adagrad && lin_->state == 1) {  // UpdateRow's AdaGrad for k = 1, inlined
+      const float gd = gl + lambda * wl[0];
+      wl[1] += gd * gd;
+      wl[0] -= lr * gd / std::sqrt(wl[1]);
+    } else {
+      UpdateRow(c, lambda, step, wl, &gl, 1, 1, lin_->slot_stride());
+    }
+  }
+  if (!emb_) return true;
+  const float go = (normalize_ ? inst : 1.0f) * g;
+  for (uint32_t d = 0; d < k; ++d) {
+    float s = 0;
+    for (uint32_t f = 0; f < F; ++f) s += e_[f * k + d];
+    for (uint32_t f = 0; f < F; ++f) de_[f * k + d] = go * (s - e_[f * k + d]);
+  }
+  float grad[K > 0 ? K : 1];
+  std::vector<float>& dyn = grad_scratch_;
+  float* gk = K > 0 ? grad : (dyn.resize(k), dyn.data());
+  for (const Feature& f : row) {
+    if (!trained(f) || f.index >= emb_->rows) continue;
+    const float* src = de_.data() + size_t(f.field) * k;
+    for (uint32_t d = 0; d < k; ++d) gk[d] = f.value * src[d];
+    float* w = emb_->row(f.index);
+    if (adagrad && k != 4) {  // UpdateRow's generic AdaGrad, inlined (k = 4 has its own kernel there)
+      float* __restrict wv = w;
+      float* __restrict acc = w + k;
+      for (uint32_t d = 0; d < k; ++d) {
+        const float gd = gk[d] + lambda * wv[d];
+        acc[d] += gd * gd;
+        wv[d] -= lr * gd / std::sqrt(acc[d]);
+      }
+    } else {
+      UpdateRow(c, lambda, step, w, gk, 1, k, emb_->slot_stride());
+    }
+  }
+  return true;
 }
 
 // ---- factories ---------------------------------------------------------------

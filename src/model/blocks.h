@@ -109,6 +109,10 @@ struct RowRef {
 };
 RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training);
 
+// libffm's instance normalisation: a row's values scaled to unit L2 norm, so
+// pair terms carry 1/Σx² (this) and the linear term 1/sqrt(Σx²).
+float InstanceScale(const BatchView& b, size_t r);
+
 // φ = Σ_i w_j(i) x_i (one weight per index; unseen values weigh 0).
 std::unique_ptr<Block> MakeLinear(ParamStore* store, SparseTable* table, bool normalize = false);
 // e_f = Σ_{i in field f} v_j(i) x_i (or the mean): B x (F*k).
@@ -157,6 +161,10 @@ class LossBlock : public Block {
   void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext& ctx) override;
   void Backward(const BatchView& b, std::span<const Mat* const> in, const Mat& out, const Mat& dout,
                 std::span<Mat* const> din, const RunContext& ctx) override;
+  // One row: the prediction for score z and label y, and its (unweighted) loss.
+  static float RowForward(LossType loss, double z, double y, double* row_loss);
+  // dLoss/dφ of one row with prediction p, label y and weight w.
+  static float RowGrad(LossType loss, float p, float y, float w);
   double loss_sum() const { return loss_sum_; }    // Σ w ℓ of the last forward
   double weight_sum() const { return weight_sum_; }
   bool sigmoid_link() const { return loss_ != LossType::kSquared; }
@@ -165,6 +173,34 @@ class LossBlock : public Block {
   LossType loss_;
   bool use_weights_;
   double loss_sum_ = 0, weight_sum_ = 0;
+};
+
+// ---- one-row lr / fm steps ----------------------------------------------------
+
+// bias + linear (+ embedding -> fm) -> loss -> optimizer for ONE row, in one
+// pass over its features: the graph's operations in the graph's order (the
+// same bytes, tested) without its per-row matrices, virtual calls and
+// gradient buffers. embedding is null for lr.
+class LinearFmStep {
+ public:
+  LinearFmStep(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields, bool normalize,
+               bool mean, LossType loss, bool use_weights);
+  // False, having done nothing: this step needs the graph (several rows,
+  // Adam, mean pooling). `next`: the next step's features, to prefetch.
+  bool Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+            double* loss_sum, double* weight_sum);
+
+ private:
+  template <int K>
+  bool StepK(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+             double* loss_sum, double* weight_sum);
+  DenseParam* bias_;
+  SparseTable *lin_, *emb_;
+  uint32_t F_;
+  bool normalize_, mean_;
+  LossType loss_;
+  bool use_weights_;
+  std::vector<float> e_, de_, grad_scratch_;  // pooled field vectors and their gradients, F x k
 };
 
 }  // namespace fieldfm

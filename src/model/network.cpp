@@ -193,6 +193,11 @@ Result<std::unique_ptr<Network>> Network::Build(const ModelSpec& spec, ParamStor
   net->Add(std::move(loss), {score});
   if (!g.error().empty()) return Status::Corruption(g.error());
   for (Node& n : net->nodes_) n.block->Grads(&net->dense_refs_, &net->sparse_refs_);
+  if (spec.type == ModelType::kLr || spec.type == ModelType::kFm)
+    net->linear_fm_ = std::make_unique<LinearFmStep>(
+        &store->dense.at("bias"), &store->sparse.at("linear"),
+        spec.type == ModelType::kFm ? &store->sparse.at("embedding") : nullptr, spec.num_fields, spec.normalize,
+        spec.mean_pooling, spec.loss, use_weights);
   return net;
 }
 
@@ -283,6 +288,20 @@ void Network::Apply(const OptimizerConfig& c, uint64_t step) {
       UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots, k,
                 ss);
   }
+}
+
+void Network::TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
+                        std::span<const Feature> next) {
+  if (fused_on_ && linear_fm_ && linear_fm_->Step(b, c, step, next, &step_loss_, &step_weight_)) {
+    ++fused_steps_;
+    return;
+  }
+  ZeroGrad();
+  Forward(b, ctx);
+  Backward(b, ctx);
+  Apply(c, step);
+  step_loss_ = loss_->loss_sum();
+  step_weight_ = loss_->weight_sum();
 }
 
 std::vector<DenseGradRef> Network::DenseGrads() { return dense_refs_; }
