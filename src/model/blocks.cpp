@@ -122,12 +122,19 @@ class EmbeddingBlock : public Block {
     for (size_t r = 0; r < b.rows; ++r) {
       float* o = out->row(r).data();
       if (mean_) std::fill(counts_.begin(), counts_.end(), 0u);
-      // Start every feature's (random, likely uncached) row load at once.
+      // Start every feature's (random, likely uncached) row load at once. Big
+      // rows (deep field-aware models, Adam): the weight lines only, into L2.
       const size_t row_bytes = t_->row_stride() * sizeof(float);
+      const size_t slot_bytes = t_->slot_stride() * sizeof(float), weight_bytes = k * sizeof(float);
       for (const Feature& f : b.row(r))
         if (f.index < t_->rows) {
           const char* p = reinterpret_cast<const char*>(t_->row(f.index));
-          for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+          if (row_bytes <= 2048) {
+            for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+          } else {
+            for (size_t slot = 0; slot < row_bytes; slot += slot_bytes)
+              for (size_t off = 0; off < weight_bytes; off += 64) __builtin_prefetch(p + slot + off, 0, 1);
+          }
         }
       for (const Feature& f : b.row(r)) {
         RowRef rr = ResolveRow(*store_, *t_, f, ctx.training);
