@@ -47,13 +47,15 @@ inline void AxpySlots4(float a, const float* __restrict src, uint32_t stride, fl
 
 // ---- sparse input blocks ---------------------------------------------------
 
-// libffm's instance normalisation: a row's values scaled to unit L2 norm, so
-// pair terms carry 1/Σx² and the linear term 1/sqrt(Σx²).
-inline float InstanceScale(const BatchView& b, size_t r) {
+}  // namespace
+
+float InstanceScale(const BatchView& b, size_t r) {
   float s = 0;
   for (const Feature& f : b.row(r)) s += f.value * f.value;
   return s > 0 ? 1.0f / s : 1.0f;
 }
+
+namespace {
 
 class LinearBlock : public Block {
  public:
@@ -75,11 +77,12 @@ class LinearBlock : public Block {
   }
   void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
                 const RunContext&) override {
+    grad_.coalesce = b.rows > 1;
     for (size_t r = 0; r < b.rows; ++r) {
       const float go = dout(r, 0) * Scale(b, r);
       for (const Feature& f : b.row(r)) {
         if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
-        *grad_.Append(f.index) = f.value * go;
+        *grad_.Accumulate(f.index) += f.value * go;
       }
     }
   }
@@ -119,12 +122,19 @@ class EmbeddingBlock : public Block {
     for (size_t r = 0; r < b.rows; ++r) {
       float* o = out->row(r).data();
       if (mean_) std::fill(counts_.begin(), counts_.end(), 0u);
-      // Start every feature's (random, likely uncached) row load at once.
+      // Start every feature's (random, likely uncached) row load at once. Big
+      // rows (deep field-aware models, Adam): the weight lines only, into L2.
       const size_t row_bytes = t_->row_stride() * sizeof(float);
+      const size_t slot_bytes = t_->slot_stride() * sizeof(float), weight_bytes = k * sizeof(float);
       for (const Feature& f : b.row(r))
         if (f.index < t_->rows) {
           const char* p = reinterpret_cast<const char*>(t_->row(f.index));
-          for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+          if (row_bytes <= 2048) {
+            for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
+          } else {
+            for (size_t slot = 0; slot < row_bytes; slot += slot_bytes)
+              for (size_t off = 0; off < weight_bytes; off += 64) __builtin_prefetch(p + slot + off, 0, 1);
+          }
         }
       for (const Feature& f : b.row(r)) {
         RowRef rr = ResolveRow(*store_, *t_, f, ctx.training);
@@ -149,6 +159,7 @@ class EmbeddingBlock : public Block {
   void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
                 const RunContext&) override {
     const uint32_t width = t_->slots * t_->k;
+    grad_.coalesce = b.rows > 1;
     for (size_t r = 0; r < b.rows; ++r) {
       const float* go = dout.row(r).data();
       if (mean_) {
@@ -159,9 +170,9 @@ class EmbeddingBlock : public Block {
       for (const Feature& f : b.row(r)) {
         if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
         const float scale = mean_ ? f.value / float(counts_[f.field]) : f.value;
-        float* g = grad_.Append(f.index);
+        float* g = grad_.Accumulate(f.index);
         const float* src = go + size_t(f.field) * width;
-        for (uint32_t d = 0; d < width; ++d) g[d] = scale * src[d];
+        for (uint32_t d = 0; d < width; ++d) g[d] += scale * src[d];
       }
     }
   }
@@ -362,6 +373,201 @@ class FieldPairBlock : public Block {
  private:
   uint32_t F_, k_;
   bool sum_;
+};
+
+// Element-wise kernels over k floats, with k known at compile time (K > 0,
+// Eigen vectorises the fixed size) or not (K = 0).
+template <int K>
+using VecMap = Eigen::Map<Eigen::Array<float, (K > 0 ? K : Eigen::Dynamic), 1>>;
+template <int K>
+using ConstVecMap = Eigen::Map<const Eigen::Array<float, (K > 0 ? K : Eigen::Dynamic), 1>>;
+
+// NFFM's input layer in one pass: the field-aware embedding of each row and
+// its pair products e_{f,g} ⊙ e_{g,f} (f < g), without the B x F²k matrix of
+// the two-block form (which costs more memory traffic than the products).
+// A field with one feature is read in place from its table row; fields with
+// several are pooled into a per-row scratch. The same operations as
+// MakeFieldAwareEmbedding followed by MakeFieldPairProducts (tested equal).
+class FieldPairEmbeddingBlock : public Block {
+ public:
+  FieldPairEmbeddingBlock(ParamStore* store, SparseTable* t, bool mean, bool sum)
+      : store_(store), t_(t), mean_(mean), sum_(sum), F_(store->num_fields), k_(t->k), views_(F_), counts_(F_) {
+    grad_.width = t->slots * t->k;
+  }
+  std::string kind() const override { return sum_ ? "field_aware_embedding+pairs_sum" : "field_aware_embedding+pairs"; }
+  int out_dim() const override { return sum_ ? int(k_) : int(F_ * (F_ - 1) / 2 * k_); }
+
+  void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
+    switch (k_) {
+      case 4: return ForwardK<4>(b, out, ctx);
+      case 8: return ForwardK<8>(b, out, ctx);
+      case 16: return ForwardK<16>(b, out, ctx);
+      default: return ForwardK<0>(b, out, ctx);
+    }
+  }
+  void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
+                const RunContext& ctx) override {
+    switch (k_) {
+      case 4: return BackwardK<4>(b, dout, ctx);
+      case 8: return BackwardK<8>(b, dout, ctx);
+      case 16: return BackwardK<16>(b, dout, ctx);
+      default: return BackwardK<0>(b, dout, ctx);
+    }
+  }
+  void ZeroGrad() override { grad_.clear(); }
+  void Grads(std::vector<DenseGradRef>*, std::vector<SparseGradRef>* s) override {
+    s->push_back({"field_aware_embedding", t_, &grad_});
+  }
+
+ private:
+  // Field f's F target-field vectors: slot g at p + g * stride, times scale.
+  struct View {
+    const float* p = nullptr;
+    uint32_t stride = 0;
+    float scale = 0;
+  };
+
+  size_t Pair(uint32_t f, uint32_t g) const { return size_t(f) * F_ - size_t(f) * (f + 1) / 2 + (g - f - 1); }
+
+  // Starts loading the weights (not the optimizer state) of row r's features
+  // into L2 (a row touches F² lines: more than L1 holds).
+  void Prefetch(const BatchView& b, size_t r) const {
+    if (r >= b.rows) return;
+    const uint32_t ss = t_->slot_stride();
+    for (const Feature& f : b.row(r))
+      if (f.index < t_->rows) {
+        const char* p = reinterpret_cast<const char*>(t_->row(f.index));
+        for (uint32_t g = 0; g < t_->slots; ++g) __builtin_prefetch(p + size_t(g) * ss * sizeof(float), 0, 1);
+      }
+  }
+
+  // Fills views_ for row r (pooling multi-feature fields into scratch_).
+  void Gather(const BatchView& b, size_t r, bool training) {
+    const uint32_t width = F_ * k_;
+    std::fill(counts_.begin(), counts_.end(), 0u);
+    for (const Feature& f : b.row(r)) {
+      const RowRef rr = ResolveRow(*store_, *t_, f, training);
+      if (!rr.p) continue;
+      View& v = views_[f.field];
+      if (counts_[f.field]++ == 0) {
+        v = View{rr.p, rr.slot_stride, f.value};
+        continue;
+      }
+      if (scratch_.size() < size_t(F_) * width) scratch_.resize(size_t(F_) * width);
+      float* e = scratch_.data() + size_t(f.field) * width;
+      if (v.p != e) {  // second feature of the field: start its pooled vector
+        std::fill(e, e + width, 0.0f);
+        for (uint32_t g = 0; g < F_; ++g) Axpy(v.scale, v.p + size_t(g) * v.stride, e + g * k_, k_);
+        v = View{e, k_, 1.0f};
+      }
+      for (uint32_t g = 0; g < F_; ++g) Axpy(f.value, rr.p + size_t(g) * rr.slot_stride, e + g * k_, k_);
+    }
+    for (uint32_t f = 0; f < F_; ++f) {
+      if (counts_[f] == 0) views_[f].p = nullptr;
+      if (mean_ && counts_[f] > 1) {
+        float* e = scratch_.data() + size_t(f) * width;
+        for (uint32_t d = 0; d < width; ++d) e[d] /= float(counts_[f]);
+      }
+    }
+  }
+
+  template <int K>
+  void ForwardK(const BatchView& b, Mat* out, const RunContext& ctx) {
+    const uint32_t k = K > 0 ? K : k_;
+    if (sum_) {
+      out->setZero(b.rows, out_dim());
+    } else {
+      out->resize(b.rows, out_dim());
+    }
+    Prefetch(b, 0);
+    for (size_t r = 0; r < b.rows; ++r) {
+      Gather(b, r, ctx.training);
+      Prefetch(b, r + 1);
+      float* o = out->row(r).data();
+      for (uint32_t f = 0; f < F_; ++f) {
+        const View& vf = views_[f];
+        for (uint32_t g = f + 1; g < F_; ++g) {
+          float* __restrict dst = sum_ ? o : o + Pair(f, g) * k;
+          const View& vg = views_[g];
+          if (!vf.p || !vg.p) {
+            if (!sum_) std::fill(dst, dst + k, 0.0f);
+            continue;
+          }
+          const float* __restrict a = vf.p + size_t(g) * vf.stride;
+          const float* __restrict c = vg.p + size_t(f) * vg.stride;
+          const float sa = vf.scale, sc = vg.scale;
+          VecMap<K> out_pair(dst, k);
+          const ConstVecMap<K> va(a, k), vc(c, k);
+          if (sum_) {
+            out_pair += (sa * va) * (sc * vc);
+          } else if (sa == 1.0f && sc == 1.0f) {  // one-hot: 1 * a == a, the same bytes
+            out_pair = va * vc;
+          } else {
+            out_pair = (sa * va) * (sc * vc);
+          }
+        }
+      }
+    }
+  }
+
+  template <int K>
+  void BackwardK(const BatchView& b, const Mat& dout, const RunContext& ctx) {
+    const uint32_t k = K > 0 ? K : k_, width = F_ * k_;
+    grad_.coalesce = b.rows > 1;
+    // Every occurrence's gradient entry first, so the main pass can prefetch
+    // the next row's entries (random rows of a buffer larger than the cache).
+    const uint64_t first = b.offsets[0];
+    entry_.assign(b.offsets[b.rows] - first, kNoEntry);
+    for (size_t r = 0; r < b.rows; ++r)
+      for (uint64_t i = b.offsets[r]; i < b.offsets[r + 1]; ++i) {
+        const Feature& ft = b.features[i];
+        if (ft.field < F_ && ft.index < t_->rows)
+          entry_[i - first] = uint32_t((grad_.Accumulate(ft.index) - grad_.values.data()) / width);
+      }
+    for (size_t r = 0; r < b.rows; ++r) {
+      Gather(b, r, ctx.training);
+      Prefetch(b, r + 1);
+      if (r + 1 < b.rows)
+        for (uint64_t i = b.offsets[r + 1]; i < b.offsets[r + 2]; ++i)
+          if (entry_[i - first] != kNoEntry) {
+            const char* p = reinterpret_cast<const char*>(grad_.values.data() + size_t(entry_[i - first]) * width);
+            for (size_t off = 0; off < width * sizeof(float); off += 64) __builtin_prefetch(p + off, 1, 1);
+          }
+      const float* go = dout.row(r).data();
+      for (uint64_t i = b.offsets[r]; i < b.offsets[r + 1]; ++i) {
+        if (entry_[i - first] == kNoEntry) continue;
+        const Feature& ft = b.features[i];
+        const uint32_t f = ft.field;
+        const float s = mean_ ? ft.value / float(counts_[f]) : ft.value;
+        float* grad = grad_.values.data() + size_t(entry_[i - first]) * width;
+        for (uint32_t g = 0; g < F_; ++g) {
+          const View& vg = views_[g];
+          if (g == f || !vg.p) continue;
+          const float* __restrict dp = sum_ ? go : go + (f < g ? Pair(f, g) : Pair(g, f)) * k;
+          const float* __restrict c = vg.p + size_t(f) * vg.stride;  // e_{g,f} before its scale
+          const float sc = vg.scale;
+          VecMap<K> dst(grad + size_t(g) * k, k);
+          const ConstVecMap<K> vdp(dp, k), vc(c, k);
+          if (sc == 1.0f && s == 1.0f) {
+            dst += vdp * vc;
+          } else {
+            dst += s * (vdp * (sc * vc));
+          }
+        }
+      }
+    }
+  }
+
+  static constexpr uint32_t kNoEntry = ~0u;
+  ParamStore* store_;
+  SparseTable* t_;
+  bool mean_, sum_;
+  uint32_t F_, k_;
+  std::vector<View> views_;
+  std::vector<uint32_t> counts_;
+  std::vector<float> scratch_;  // pooled vectors of multi-feature fields, [f][g][k]
+  std::vector<uint32_t> entry_;  // Backward: gradient entry of each feature occurrence
+  SparseGrad grad_;
 };
 
 // ---- dense blocks ----------------------------------------------------------
@@ -610,6 +816,27 @@ class SumBlock : public Block {
 
 // ---- loss --------------------------------------------------------------------
 
+float LossBlock::RowForward(LossType loss_type, double z, double y, double* row_loss) {
+  if (loss_type == LossType::kSquared) {
+    *row_loss = 0.5 * (z - y) * (z - y);
+    return float(z);
+  }
+  const double pred = 1.0 / (1.0 + std::exp(-z));
+  if (loss_type == LossType::kLogloss) {
+    // softplus(z) − y z, stable for large |z|.
+    *row_loss = std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))) - y * z;
+  } else {
+    *row_loss = 0.5 * (pred - y) * (pred - y);
+  }
+  return float(pred);
+}
+
+float LossBlock::RowGrad(LossType loss_type, float p, float y, float w) {
+  float d = p - y;  // logloss through σ, and squared error through identity
+  if (loss_type == LossType::kRate) d *= p * (1 - p);
+  return w * d;
+}
+
 void LossBlock::Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) {
   const Mat& phi = *in[0];
   out->resize(b.rows, 1);
@@ -618,20 +845,9 @@ void LossBlock::Forward(const BatchView& b, std::span<const Mat* const> in, Mat*
     const double z = phi(r, 0);
     const double w = use_weights_ ? WeightOf(b, r) : 1.0;
     const double y = b.labels ? b.labels[r] : 0.0;
-    double pred, loss;
-    if (loss_ == LossType::kSquared) {
-      pred = z;
-      loss = 0.5 * (z - y) * (z - y);
-    } else {
-      pred = 1.0 / (1.0 + std::exp(-z));
-      if (loss_ == LossType::kLogloss) {
-        // softplus(z) − y z, stable for large |z|.
-        loss = std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))) - y * z;
-      } else {
-        loss = 0.5 * (pred - y) * (pred - y);
-      }
-    }
-    (*out)(r, 0) = float(pred);
+    double loss;
+    const float pred = RowForward(loss_, z, y, &loss);
+    (*out)(r, 0) = pred;
     loss_sum_ += w * loss;
     weight_sum_ += w;
   }
@@ -643,11 +859,130 @@ void LossBlock::Backward(const BatchView& b, std::span<const Mat* const>, const 
   for (size_t r = 0; r < b.rows; ++r) {
     const float w = use_weights_ ? WeightOf(b, r) : 1.0f;
     const float y = b.labels ? b.labels[r] : 0.0f;
-    const float p = out(r, 0);
-    float d = p - y;  // logloss through σ, and squared error through identity
-    if (loss_ == LossType::kRate) d *= p * (1 - p);
-    g(r, 0) += w * d;
+    g(r, 0) += RowGrad(loss_, out(r, 0), y, w);
   }
+}
+
+// ---- one-row lr / fm step ------------------------------------------------------
+
+LinearFmStep::LinearFmStep(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields,
+                           bool normalize, bool mean, LossType loss, bool use_weights)
+    : bias_(bias), lin_(linear), emb_(embedding), F_(fields), normalize_(normalize), mean_(mean), loss_(loss),
+      use_weights_(use_weights) {
+  if (emb_) {
+    e_.resize(size_t(F_) * emb_->k);
+    de_.resize(size_t(F_) * emb_->k);
+  }
+}
+
+bool LinearFmStep::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+                        double* loss_sum, double* weight_sum) {
+  if (b.rows != 1 || c.type == OptimizerType::kAdam || (emb_ && mean_)) return false;
+  if (emb_ && emb_->k == 4) return StepK<4>(b, c, step, next, loss_sum, weight_sum);
+  if (emb_ && emb_->k == 8) return StepK<8>(b, c, step, next, loss_sum, weight_sum);
+  return StepK<0>(b, c, step, next, loss_sum, weight_sum);
+}
+
+// Mirrors bias + linear (+ embedding -> fm) -> sum -> loss, Backward and
+// Network::Apply for one row, expression by expression.
+template <int K>
+bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+                         double* loss_sum, double* weight_sum) {
+  const std::span<const Feature> row = b.row(0);
+  const uint32_t F = F_, k = K > 0 ? K : (emb_ ? emb_->k : 0);
+  for (const Feature& f : next)
+    if (f.index < lin_->rows) {
+      __builtin_prefetch(lin_->row(f.index));
+      if (emb_) __builtin_prefetch(emb_->row(f.index));
+    }
+  const auto trained = [&](const Feature& f) { return f.field < F && f.index < lin_->rows; };
+  // Forward.
+  float lin = 0;
+  for (const Feature& f : row)
+    if (trained(f)) lin += f.value * lin_->row(f.index)[0];
+  const float inst = normalize_ ? InstanceScale(b, 0) : 1.0f;
+  const float lin_scale = normalize_ ? std::sqrt(inst) : 1.0f;
+  const float lin_out = lin * lin_scale;
+  float phi = bias_->w[0];
+  phi += lin_out;
+  if (emb_) {
+    std::fill(e_.begin(), e_.end(), 0.0f);
+    const uint32_t ss = emb_->slot_stride();
+    for (const Feature& f : row) {
+      if (!trained(f) || f.index >= emb_->rows) continue;
+      float* e = e_.data() + size_t(f.field) * k;
+      if (ss == k) {
+        Axpy(f.value, emb_->row(f.index), e, k);
+      } else if constexpr (K == 4) {
+        AxpySlots4(f.value, emb_->row(f.index), ss, e, 1);
+      } else {
+        Axpy(f.value, emb_->row(f.index), e, k);
+      }
+    }
+    float t = 0;
+    for (uint32_t d = 0; d < k; ++d) {
+      float s = 0, sq = 0;
+      for (uint32_t f = 0; f < F; ++f) {
+        const float v = e_[f * k + d];
+        s += v;
+        sq += v * v;
+      }
+      t += 0.5f * (s * s - sq);
+    }
+    phi += normalize_ ? t * inst : t;
+  }
+  const float y = b.labels ? b.labels[0] : 0.0f;
+  double row_loss;
+  const float pred = LossBlock::RowForward(loss_, double(phi), double(y), &row_loss);
+  const double w = use_weights_ ? WeightOf(b, 0) : 1.0;
+  *loss_sum = w * row_loss;
+  *weight_sum = w;
+  // Backward and the optimizer step (bias, then each table's rows in feature order).
+  const float g = LossBlock::RowGrad(loss_, pred, y, use_weights_ ? WeightOf(b, 0) : 1.0f);
+  UpdateDense(c, bias_->l2 ? c.lambda_dense : 0.0f, step, bias_, &g);
+  const float go_lin = g * lin_scale;
+  const bool adagrad = c.type == OptimizerType::kAdaGrad;
+  const float lambda = c.lambda_embedding, lr = c.lr;
+  for (const Feature& f : row) {
+    if (!trained(f)) continue;
+    float* wl = lin_->row(f.index);
+    const float gl = f.value * go_lin;
+    if (adagrad && lin_->state == 1) {  // UpdateRow's AdaGrad for k = 1, inlined
+      const float gd = gl + lambda * wl[0];
+      wl[1] += gd * gd;
+      wl[0] -= lr * gd / std::sqrt(wl[1]);
+    } else {
+      UpdateRow(c, lambda, step, wl, &gl, 1, 1, lin_->slot_stride());
+    }
+  }
+  if (!emb_) return true;
+  const float go = (normalize_ ? inst : 1.0f) * g;
+  for (uint32_t d = 0; d < k; ++d) {
+    float s = 0;
+    for (uint32_t f = 0; f < F; ++f) s += e_[f * k + d];
+    for (uint32_t f = 0; f < F; ++f) de_[f * k + d] = go * (s - e_[f * k + d]);
+  }
+  float grad[K > 0 ? K : 1];
+  std::vector<float>& dyn = grad_scratch_;
+  float* gk = K > 0 ? grad : (dyn.resize(k), dyn.data());
+  for (const Feature& f : row) {
+    if (!trained(f) || f.index >= emb_->rows) continue;
+    const float* src = de_.data() + size_t(f.field) * k;
+    for (uint32_t d = 0; d < k; ++d) gk[d] = f.value * src[d];
+    float* w = emb_->row(f.index);
+    if (adagrad && k != 4) {  // UpdateRow's generic AdaGrad, inlined (k = 4 has its own kernel there)
+      float* __restrict wv = w;
+      float* __restrict acc = w + k;
+      for (uint32_t d = 0; d < k; ++d) {
+        const float gd = gk[d] + lambda * wv[d];
+        acc[d] += gd * gd;
+        wv[d] -= lr * gd / std::sqrt(acc[d]);
+      }
+    } else {
+      UpdateRow(c, lambda, step, w, gk, 1, k, emb_->slot_stride());
+    }
+  }
+  return true;
 }
 
 // ---- factories ---------------------------------------------------------------
@@ -672,6 +1007,9 @@ std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k, bool norma
 }
 std::unique_ptr<Block> MakeFieldPairProducts(uint32_t fields, uint32_t k, bool sum) {
   return std::make_unique<FieldPairBlock>(fields, k, sum);
+}
+std::unique_ptr<Block> MakeFieldPairEmbedding(ParamStore* store, SparseTable* table, bool mean, bool sum) {
+  return std::make_unique<FieldPairEmbeddingBlock>(store, table, mean, sum);
 }
 std::unique_ptr<Block> MakeBias(DenseParam* b) { return std::make_unique<BiasBlock>(b); }
 std::unique_ptr<Block> MakeDense(DenseParam* w, DenseParam* b, int in, int out, std::string name) {

@@ -7,6 +7,7 @@
 
 #include <Eigen/Dense>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -26,21 +27,52 @@ struct RunContext {
   uint64_t seed = 0;  // per-batch randomness (dropout masks)
 };
 
-// Gradient of a sparse table: one entry per touched (row, all slots) per
-// feature occurrence; duplicates are applied one after another.
+// Gradient of a sparse table: one entry (all slots of a row) per touched row.
+// With `coalesce` (mini-batches of several rows) a row touched several times
+// has one entry with the summed gradient, so the optimizer steps each row once
+// per batch (as PyTorch's sparse optimizers); without it (one-row steps) every
+// occurrence is its own entry, applied one after another (as libffm).
 struct SparseGrad {
   uint32_t width = 0;  // slots * k
+  bool coalesce = false;
   std::vector<uint64_t> rows;
   std::vector<float> values;
   void clear() {
     rows.clear();
     values.clear();
+    if (!slot_of_.empty()) std::fill(slot_of_.begin(), slot_of_.end(), 0u);
   }
-  float* Append(uint64_t row) {
+  // The entry of `row` (zeros when new); callers add their gradient to it.
+  float* Accumulate(uint64_t row) {
+    if (coalesce) {
+      if (2 * (rows.size() + 1) > slot_of_.size()) Rehash();
+      const size_t mask = slot_of_.size() - 1;
+      for (size_t h = Hash(row) & mask;; h = (h + 1) & mask) {
+        const uint32_t e = slot_of_[h];
+        if (e == 0) {
+          slot_of_[h] = uint32_t(rows.size() + 1);
+          break;
+        }
+        if (rows[e - 1] == row) return values.data() + size_t(e - 1) * width;
+      }
+    }
     rows.push_back(row);
-    values.resize(values.size() + width);
+    values.resize(values.size() + width, 0.0f);
     return values.data() + values.size() - width;
   }
+
+ private:
+  static size_t Hash(uint64_t x) { return size_t((x * 0x9e3779b97f4a7c15ULL) >> 17); }
+  void Rehash() {
+    slot_of_.assign(std::max<size_t>(64, slot_of_.size() * 2), 0u);
+    const size_t mask = slot_of_.size() - 1;
+    for (size_t e = 0; e < rows.size(); ++e) {
+      size_t h = Hash(rows[e]) & mask;
+      while (slot_of_[h] != 0) h = (h + 1) & mask;
+      slot_of_[h] = uint32_t(e + 1);
+    }
+  }
+  std::vector<uint32_t> slot_of_;  // open addressing: entry + 1, 0 = empty
 };
 
 // For tests and the optimizer: a parameter and its accumulated gradient.
@@ -77,6 +109,10 @@ struct RowRef {
 };
 RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training);
 
+// libffm's instance normalisation: a row's values scaled to unit L2 norm, so
+// pair terms carry 1/Σx² (this) and the linear term 1/sqrt(Σx²).
+float InstanceScale(const BatchView& b, size_t r);
+
 // φ = Σ_i w_j(i) x_i (one weight per index; unseen values weigh 0).
 std::unique_ptr<Block> MakeLinear(ParamStore* store, SparseTable* table, bool normalize = false);
 // e_f = Σ_{i in field f} v_j(i) x_i (or the mean): B x (F*k).
@@ -95,6 +131,9 @@ std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k, bool norm
 std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k, bool normalize = false);
 // e_{f,g} ⊙ e_{g,f} for f<g, concatenated (B x F(F−1)/2·k) or summed (B x k).
 std::unique_ptr<Block> MakeFieldPairProducts(uint32_t fields, uint32_t k, bool sum);
+// MakeFieldAwareEmbedding followed by MakeFieldPairProducts in one block (the
+// same results, without the B x F²k intermediate): NFFM's input layer.
+std::unique_ptr<Block> MakeFieldPairEmbedding(ParamStore* store, SparseTable* table, bool mean, bool sum);
 
 // ---- dense blocks ----------------------------------------------------------
 
@@ -122,6 +161,10 @@ class LossBlock : public Block {
   void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext& ctx) override;
   void Backward(const BatchView& b, std::span<const Mat* const> in, const Mat& out, const Mat& dout,
                 std::span<Mat* const> din, const RunContext& ctx) override;
+  // One row: the prediction for score z and label y, and its (unweighted) loss.
+  static float RowForward(LossType loss, double z, double y, double* row_loss);
+  // dLoss/dφ of one row with prediction p, label y and weight w.
+  static float RowGrad(LossType loss, float p, float y, float w);
   double loss_sum() const { return loss_sum_; }    // Σ w ℓ of the last forward
   double weight_sum() const { return weight_sum_; }
   bool sigmoid_link() const { return loss_ != LossType::kSquared; }
@@ -130,6 +173,34 @@ class LossBlock : public Block {
   LossType loss_;
   bool use_weights_;
   double loss_sum_ = 0, weight_sum_ = 0;
+};
+
+// ---- one-row lr / fm steps ----------------------------------------------------
+
+// bias + linear (+ embedding -> fm) -> loss -> optimizer for ONE row, in one
+// pass over its features: the graph's operations in the graph's order (the
+// same bytes, tested) without its per-row matrices, virtual calls and
+// gradient buffers. embedding is null for lr.
+class LinearFmStep {
+ public:
+  LinearFmStep(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields, bool normalize,
+               bool mean, LossType loss, bool use_weights);
+  // False, having done nothing: this step needs the graph (several rows,
+  // Adam, mean pooling). `next`: the next step's features, to prefetch.
+  bool Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+            double* loss_sum, double* weight_sum);
+
+ private:
+  template <int K>
+  bool StepK(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+             double* loss_sum, double* weight_sum);
+  DenseParam* bias_;
+  SparseTable *lin_, *emb_;
+  uint32_t F_;
+  bool normalize_, mean_;
+  LossType loss_;
+  bool use_weights_;
+  std::vector<float> e_, de_, grad_scratch_;  // pooled field vectors and their gradients, F x k
 };
 
 }  // namespace fieldfm

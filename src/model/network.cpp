@@ -117,7 +117,11 @@ struct Declare {
   int Fm(int e) { return g.Add(MakeFmSecondOrder(s.num_fields, s.k, s.normalize), {e}); }
   int Ffm(int e) { return g.Add(MakeFfmSecondOrder(s.num_fields, s.k, s.normalize), {e}); }
   int BiInteraction(int e) { return g.Add(MakeBiInteraction(s.num_fields, s.k, s.normalize), {e}); }
-  int FieldPairs(int e) { return g.Add(MakeFieldPairProducts(s.num_fields, s.k, s.nffm_sum_pairs), {e}); }
+  int FieldPairEmbedding() {
+    return g.Add(MakeFieldPairEmbedding(g.store(), g.Table("field_aware_embedding", s.num_fields, s.k, kEmbeddingInit),
+                                        s.mean_pooling, s.nffm_sum_pairs),
+                 {});
+  }
 
   // Dense -> [batch norm] -> activation -> [dropout] per hidden layer, then one linear unit.
   int Mlp(int x) {
@@ -165,7 +169,7 @@ struct Declare {
         terms.push_back(Mlp(e));
         break;
       }
-      case ModelType::kNffm: terms.push_back(Mlp(FieldPairs(FieldAwareEmbedding()))); break;
+      case ModelType::kNffm: terms.push_back(Mlp(FieldPairEmbedding())); break;
     }
     return g.Add(MakeSum(1), terms);
   }
@@ -189,6 +193,11 @@ Result<std::unique_ptr<Network>> Network::Build(const ModelSpec& spec, ParamStor
   net->Add(std::move(loss), {score});
   if (!g.error().empty()) return Status::Corruption(g.error());
   for (Node& n : net->nodes_) n.block->Grads(&net->dense_refs_, &net->sparse_refs_);
+  if (spec.type == ModelType::kLr || spec.type == ModelType::kFm)
+    net->linear_fm_ = std::make_unique<LinearFmStep>(
+        &store->dense.at("bias"), &store->sparse.at("linear"),
+        spec.type == ModelType::kFm ? &store->sparse.at("embedding") : nullptr, spec.num_fields, spec.normalize,
+        spec.mean_pooling, spec.loss, use_weights);
   return net;
 }
 
@@ -223,23 +232,94 @@ void Network::ZeroGrad() {
   for (Node& n : nodes_) n.block->ZeroGrad();
 }
 
+namespace {
+
+// Adam on n coordinates: UpdateRow's / UpdateDense's formula, as plain loops
+// over separate arrays that the compiler vectorises (the hot loop of the deep
+// models: every weight of every touched field-aware row, every dense weight).
+void AdamSpan(const OptimizerConfig& c, float lr, float lambda, float bc1, float bc2, float* __restrict w,
+              float* __restrict m, float* __restrict v, const float* __restrict grad, size_t n) {
+  const float b1 = c.beta1, b2 = c.beta2, eps = c.eps;
+  for (size_t i = 0; i < n; ++i) {
+    const float g = grad[i] + lambda * w[i];
+    m[i] = b1 * m[i] + (1 - b1) * g;
+    v[i] = b2 * v[i] + (1 - b2) * g * g;
+    w[i] -= lr * (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps);
+  }
+}
+
+float BiasCorrection(float beta, uint64_t step) { return float(1 - std::pow(double(beta), double(step ? step : 1))); }
+
+}  // namespace
+
 void Network::Apply(const OptimizerConfig& c, uint64_t step) {
   ApplyDense(c, step);
   ApplySparse(c, step);
 }
 
 void Network::ApplyDense(const OptimizerConfig& c, uint64_t step) {
-  for (auto& d : dense_refs_) UpdateDense(c, d.param->l2 ? c.lambda_dense : 0.0f, step, d.param, d.grad->data());
+  if (c.dense_type != OptimizerType::kAdam) {
+    for (auto& d : dense_refs_) UpdateDense(c, d.param->l2 ? c.lambda_dense : 0.0f, step, d.param, d.grad->data());
+    return;
+  }
+  const float bc1 = BiasCorrection(c.beta1, step), bc2 = BiasCorrection(c.beta2, step);
+  for (auto& d : dense_refs_) {
+    DenseParam& p = *d.param;
+    if (!p.trainable) continue;
+    AdamSpan(c, c.dense_lr, p.l2 ? c.lambda_dense : 0.0f, bc1, bc2, p.w.data(), p.s1.data(), p.s2.data(),
+             d.grad->data(), p.w.size());
+  }
 }
 
 void Network::ApplySparse(const OptimizerConfig& c, uint64_t step) {
+  if (c.type != OptimizerType::kAdam) {
+    for (auto& s : sparse_refs_) {
+      SparseTable& t = *s.table;
+      const uint32_t ss = t.slot_stride(), k = t.k, width = s.grad->width;
+      for (size_t e = 0; e < s.grad->rows.size(); ++e)
+        UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots,
+                  k, ss);
+    }
+    return;
+  }
+  const float bc1 = BiasCorrection(c.beta1, step), bc2 = BiasCorrection(c.beta2, step);
   for (auto& s : sparse_refs_) {
     SparseTable& t = *s.table;
     const uint32_t ss = t.slot_stride(), k = t.k, width = s.grad->width;
-    for (size_t e = 0; e < s.grad->rows.size(); ++e)
-      UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots, k,
-                ss);
+    const size_t n = s.grad->rows.size();
+    for (size_t e = 0; e < n; ++e) {
+      if (e + 1 < n) {  // the row after next is random: start its first lines
+        const char* next = reinterpret_cast<const char*>(t.row(s.grad->rows[e + 1]));
+        for (int line = 0; line < 8; ++line) __builtin_prefetch(next + 64 * line, 1);
+      }
+      float* row = t.row(s.grad->rows[e]);
+      const float* g = s.grad->values.data() + e * width;
+      for (uint32_t slot = 0; slot < t.slots; ++slot) {
+        float* w = row + size_t(slot) * ss;
+        AdamSpan(c, c.lr, c.lambda_embedding, bc1, bc2, w, w + k, w + 2 * k, g + size_t(slot) * k, k);
+      }
+    }
   }
+}
+
+void Network::TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
+                        std::span<const Feature> next) {
+  if (fused_on_ && linear_fm_ && linear_fm_->Step(b, c, step, next, &step_loss_, &step_weight_)) {
+    ++fused_steps_;
+    return;
+  }
+  ZeroGrad();
+  Forward(b, ctx);
+  Backward(b, ctx);
+  if (dense_mutex_) {
+    std::lock_guard<std::mutex> lock(*dense_mutex_);
+    ApplyDense(c, step);
+  } else {
+    ApplyDense(c, step);
+  }
+  ApplySparse(c, step);
+  step_loss_ = loss_->loss_sum();
+  step_weight_ = loss_->weight_sum();
 }
 
 std::vector<DenseGradRef> Network::DenseGrads() { return dense_refs_; }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,20 @@ class Network {
   // The two halves of Apply, for callers that serialise the dense half.
   void ApplyDense(const OptimizerConfig& c, uint64_t step);
   void ApplySparse(const OptimizerConfig& c, uint64_t step);
+  // ZeroGrad, Forward, Backward and Apply on `b`, or a fused kernel that
+  // gives the same bytes where one exists (lr and fm: one row per step, not
+  // Adam). `next` (may be empty): the next step's first row, to prefetch.
+  // Its loss is step_loss_sum() / step_weight_sum().
+  void TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
+                 std::span<const Feature> next = {});
+  double step_loss_sum() const { return step_loss_; }
+  double step_weight_sum() const { return step_weight_; }
+  // Tests compare the fused kernels with the generic graph.
+  void set_fused(bool on) { fused_on_ = on; }
+  // Set by the trainer when several threads share dense parameters: TrainStep
+  // then applies the dense half under it (the sparse half stays lock-free).
+  void set_dense_mutex(std::mutex* mu) { dense_mutex_ = mu; }
+  uint64_t fused_steps() const { return fused_steps_; }
 
   const Mat& predictions() const { return nodes_.back().out; }
   const LossBlock& loss() const { return *loss_; }
@@ -59,6 +74,11 @@ class Network {
   std::vector<SparseGradRef> sparse_refs_;
   std::vector<const Mat*> in_scratch_;
   std::vector<Mat*> din_scratch_;
+  std::unique_ptr<LinearFmStep> linear_fm_;
+  bool fused_on_ = true;
+  std::mutex* dense_mutex_ = nullptr;
+  uint64_t fused_steps_ = 0;
+  double step_loss_ = 0, step_weight_ = 0;
   friend class GraphBuilder;
 };
 

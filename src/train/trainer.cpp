@@ -67,7 +67,8 @@ double MeanLoss(LossType l, double loss_sum, double weight_sum) {
   return IsClassification(l) ? mean : std::sqrt(2 * mean);  // ½ e² -> RMSE
 }
 
-struct Worker {
+// Cache-line aligned: threads write their own Worker every step.
+struct alignas(64) Worker {
   std::unique_ptr<Network> net;
   ExampleBlock batch;
   double loss = 0, weight = 0;
@@ -174,6 +175,7 @@ Status Trainer::Setup(const std::string& pipeline_json) {
   workers_.resize(o_.threads);
   for (auto& w : workers_) {
     FIELDFM_ASSIGN_OR_RETURN(w.net, Network::Build(m.spec, &m.store, o_.use_weights, o_.seed));
+    if (m.spec.is_deep() && workers_.size() > 1) w.net->set_dense_mutex(&dense_mu_);
   }
   if (fresh) {
     for (auto& [name, t] : m.store.sparse) InitState(opt_, &t);
@@ -190,31 +192,40 @@ Status Trainer::Setup(const std::string& pipeline_json) {
 
 void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed) {
   const size_t bs = o_.batch_size;
+  // One-row steps read the block in place (no copy into the worker's batch).
+  const bool in_place = bs == 1 && (block.weights.empty() || block.weights.size() >= block.rows());
+  // This thread's step numbers, reserved at once: one shared counter bumped
+  // per step would bounce its cache line between threads every row.
+  uint64_t step = step_.fetch_add((order.size() + bs - 1) / bs);
+  double loss = 0, weight = 0;
   for (size_t s = 0; s < order.size(); s += bs) {
     const size_t e = std::min(order.size(), s + bs);
-    w.batch.clear();
-    for (size_t i = s; i < e; ++i) {
-      const uint32_t r = order[i];
-      w.batch.add(block.labels[r], r < block.weights.size() ? block.weights[r] : 1.0f, block.row(r));
-    }
-    const BatchView v = w.batch.view();
-    const RunContext ctx{true, Mix64(seed + s)};
-    w.net->ZeroGrad();
-    w.net->Forward(v, ctx);
-    w.net->Backward(v, ctx);
-    const uint64_t step = ++step_;
-    if (o_.model.is_deep() && workers_.size() > 1) {
-      {
-        std::lock_guard<std::mutex> lock(dense_mu_);
-        w.net->ApplyDense(opt_, step);
-      }
-      w.net->ApplySparse(opt_, step);
+    BatchView v;
+    if (in_place) {
+      const uint32_t r = order[s];
+      v = BatchView{block.labels.data() + r, block.weights.empty() ? nullptr : block.weights.data() + r,
+                    block.offsets.data() + r, block.features.data(), 1};
     } else {
-      w.net->Apply(opt_, step);
+      w.batch.clear();
+      for (size_t i = s; i < e; ++i) {
+        const uint32_t r = order[i];
+        w.batch.add(block.labels[r], r < block.weights.size() ? block.weights[r] : 1.0f, block.row(r));
+      }
+      v = w.batch.view();
     }
-    w.loss += w.net->loss().loss_sum();
-    w.weight += w.net->loss().weight_sum();
+    if (in_place && s + 2 < order.size()) {  // the row after next: its features (a random place in the block)
+      const char* p = reinterpret_cast<const char*>(block.features.data() + block.offsets[order[s + 2]]);
+      const char* end = reinterpret_cast<const char*>(block.features.data() + block.offsets[order[s + 2] + 1]);
+      for (; p < end; p += 64) __builtin_prefetch(p);
+    }
+    const RunContext ctx{true, Mix64(seed + s)};
+    const std::span<const Feature> next = e < order.size() ? block.row(order[e]) : std::span<const Feature>();
+    w.net->TrainStep(v, ctx, opt_, ++step, next);
+    loss += w.net->step_loss_sum();
+    weight += w.net->step_weight_sum();
   }
+  w.loss += loss;
+  w.weight += weight;
 }
 
 Status Trainer::Epoch(int epoch, EpochReport* report) {

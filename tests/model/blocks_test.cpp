@@ -121,6 +121,61 @@ TEST(BlockGradients, FieldAwareEmbedding) {
   }
 }
 
+TEST(BlockGradients, FieldPairEmbedding) {
+  for (bool mean : {false, true})
+    for (bool sum : {false, true}) {
+      SparseFixture fx;
+      auto b = MakeFieldPairEmbedding(&fx.store, fx.Table("ffe", fx.kFields, fx.kK), mean, sum);
+      CheckBlock(*b, fx.data.view(), {});
+    }
+}
+
+// The fused NFFM input block equals field-aware embedding -> pair products:
+// outputs and (summed) table gradients, one-hot and multi-valued rows, k = 4
+// and 16 (vectorised kernels) and 3 (generic).
+TEST(FastForms, FieldPairEmbeddingEqualsTwoBlocks) {
+  for (uint32_t k : {3u, 4u, 16u})
+    for (bool multi : {false, true})
+      for (bool mean : {false, true})
+        for (bool sum : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "k " << k << " multi " << multi << " mean " << mean << " sum " << sum);
+          SparseFixture fx;
+          fx.data = RandomBlock(7, fx.kFields, fx.kIndices, multi, 9);
+          SparseTable* t = fx.Table("ffe", fx.kFields, k);
+          auto fused = MakeFieldPairEmbedding(&fx.store, t, mean, sum);
+          auto emb = MakeFieldAwareEmbedding(&fx.store, t, mean);
+          auto pairs = MakeFieldPairProducts(fx.kFields, k, sum);
+          const RunContext ctx{true, 1};
+          const BatchView v = fx.data.view();
+          Mat out_fused, e, out_pairs;
+          fused->Forward(v, {}, &out_fused, ctx);
+          emb->Forward(v, {}, &e, ctx);
+          const Mat* e_in[] = {&e};
+          pairs->Forward(v, e_in, &out_pairs, ctx);
+          ASSERT_EQ(out_fused.rows(), out_pairs.rows());
+          ASSERT_EQ(out_fused.cols(), out_pairs.cols());
+          for (Eigen::Index i = 0; i < out_fused.size(); ++i)
+            EXPECT_NEAR(out_fused.data()[i], out_pairs.data()[i], 1e-6 * (1 + std::fabs(out_pairs.data()[i])));
+          const Mat dout = RandomMat(int(out_pairs.rows()), int(out_pairs.cols()), 10);
+          Mat de = Mat::Zero(e.rows(), e.cols());
+          Mat* de_out[] = {&de};
+          fused->ZeroGrad();
+          emb->ZeroGrad();
+          fused->Backward(v, {}, out_fused, dout, {}, ctx);
+          pairs->Backward(v, e_in, out_pairs, dout, de_out, ctx);
+          emb->Backward(v, {}, e, de, {}, ctx);
+          std::vector<DenseGradRef> dense;
+          std::vector<SparseGradRef> gf, ge;
+          fused->Grads(&dense, &gf);
+          emb->Grads(&dense, &ge);
+          const auto a = testing::Aggregate(*gf[0].grad), b = testing::Aggregate(*ge[0].grad);
+          ASSERT_EQ(a.size(), b.size());
+          for (const auto& [row, g] : b)
+            for (size_t d = 0; d < g.size(); ++d)
+              EXPECT_NEAR(a.at(row)[d], g[d], 1e-5 * (1 + std::fabs(g[d]))) << "row " << row << " [" << d << "]";
+        }
+}
+
 TEST(BlockGradients, Interactions) {
   const uint32_t F = 4, k = 3;
   BatchView none{nullptr, nullptr, nullptr, nullptr, 5};
