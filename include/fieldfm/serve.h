@@ -46,7 +46,8 @@ struct ServeOptions {
   std::string model_path;
   std::string host = "127.0.0.1";  // loopback unless told otherwise
   int port = 8080;                 // 0 = any free port (see Server::port())
-  int threads = 64;                // HTTP workers; each holds one keep-alive connection
+  int io_threads = 0;              // event loops serving the connections; 0 = cores
+  int threads = 16;                // threads that wait on model calls and reloads
   size_t cache_entries = 100000;   // 0 disables the cache
   std::chrono::milliseconds cache_ttl{60000};  // 0 = entries never expire
   size_t max_batch = 256;          // rows per batched Predict call
