@@ -15,6 +15,7 @@ PACKAGES=(
   libeigen3-dev           # dense layers (see docs/design.md for the measurement)
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev            # fieldfm serve: Asio + Beast (header-only)
+  libsimdjson-dev         # fieldfm serve: predict bodies
   libcpp-httplib-dev      # HTTP client of the serve tests
 )
 # Stamp file: skip apt when the exact list is already installed (fast re-runs).

@@ -65,7 +65,7 @@ class RequestParser final : public http::basic_parser<true> {
   }
   void on_header_impl(error_code&) override {}
   void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
-    if (length) parts_->body.reserve(size_t(*length));
+    if (length) parts_->body.reserve(size_t(*length) + HttpExchange::kBodyPadding);
   }
   size_t on_body_impl(beast::string_view data, error_code&) override {
     parts_->body.append(data.data(), data.size());
@@ -185,6 +185,7 @@ class Connection final : public HttpExchange, public std::enable_shared_from_thi
     keep_alive_ = rejected == 0 && parser_->keep_alive();
     method = parts_.method;
     target = parts_.target;
+    if (parts_.body.capacity() < parts_.body.size() + kBodyPadding) parts_.body.reserve(parts_.body.size() + kBodyPadding);
     body = rejected ? std::string_view() : std::string_view(parts_.body);
     this->rejected = rejected;
     status = rejected ? rejected : 200;
@@ -352,7 +353,8 @@ Status HttpServer::Start() {
     break;
   }
   if (!bound) {
-    s.acceptor->close(ec);
+    error_code ignored;
+    s.acceptor->close(ignored);
     return Status::IOError(fmt::format("cannot listen on {}:{} ({})", s.options.host, s.options.port, ec.message()));
   }
   s.bound_port = s.acceptor->local_endpoint().port();

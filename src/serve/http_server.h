@@ -31,7 +31,9 @@ class HttpExchange {
  public:
   // The request. `rejected` is non-zero when the HTTP layer refused it already
   // (400 bad HTTP, 413 body over the limit, 431 header too large): the handler
-  // only writes the error body. Views are valid until Finish().
+  // only writes the error body. Views are valid until Finish(); at least
+  // kBodyPadding readable bytes follow `body` (simdjson reads in blocks).
+  static constexpr size_t kBodyPadding = 64;
   std::string_view method;
   std::string_view target;  // path and query, as sent
   std::string_view body;

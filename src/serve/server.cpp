@@ -2,6 +2,7 @@
 // the background reloader that swaps models atomically.
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <simdjson.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -77,6 +78,14 @@ struct PredictScratch final : serve::ConnectionState {
   std::vector<float> predictions, miss_predictions;
   std::shared_ptr<const LoadedModel> model;  // only while the request is being answered
   size_t ignored = 0;
+
+  void Reset(size_t instances) {
+    misses.clear();
+    miss_positions.clear();
+    keys.assign(instances, 0);
+    predictions.assign(instances, 0.0f);
+    ignored = 0;
+  }
 };
 
 // Threads for work that may block (batched model calls, reloads), so the
@@ -183,6 +192,8 @@ struct Server::Impl {
   void Respond(serve::HttpExchange& x, Endpoint e, TimePoint start);
   void HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint start);
   void FinishPredict(serve::HttpExchange& x, PredictScratch& s, size_t n);
+  int64_t DecodeTokenRequest(std::string_view body, const LoadedModel& model, PredictScratch& s);
+  void LookUp(PredictScratch& s, const LoadedModel& model, size_t i);
   void HandleReload(serve::HttpExchange& x);
   void HandleModel(serve::HttpExchange& x) const;
   void HandleMetrics(serve::HttpExchange& x) const;
@@ -384,56 +395,51 @@ void Server::Impl::HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint s
   auto model = Current();
   if (!model) return fail(503, JsonError("no model loaded yet"));
 
-  nlohmann::json body;
-  try {
-    body = nlohmann::json::parse(x.body.begin(), x.body.end());
-  } catch (const nlohmann::json::parse_error& err) {
-    return fail(400, JsonError(fmt::format("malformed JSON at byte {}", err.byte)));
-  }
-  if (!body.is_object()) return fail(400, JsonError("request body must be a JSON object with an \"instances\" array"));
-  auto it = body.find("instances");
-  if (it == body.end() || !it->is_array()) {
-    return fail(400, JsonError("request body needs an \"instances\" array"));
-  }
-  const nlohmann::json& instances = *it;
-  const size_t n = instances.size();
-  if (n > options.max_instances) {
-    return fail(413, JsonError(fmt::format("{} instances in one request; the limit is {} (--max-instances)", n,
-                                           options.max_instances)));
-  }
-
   if (!x.state) x.state = std::make_unique<PredictScratch>();
   PredictScratch& s = static_cast<PredictScratch&>(*x.state);
-  s.misses.clear();
-  s.miss_positions.clear();
-  s.keys.assign(n, 0);
-  s.predictions.assign(n, 0.0f);
-  size_t ignored = 0;
-  const Predictor& predictor = *model->predictor;
-  std::string bad_field;
-  for (size_t i = 0; i < n; ++i) {
-    const nlohmann::json& instance = instances[i];
-    if (!instance.is_object() && !instance.is_string()) {
-      return fail(400, JsonError(fmt::format("instance {}: expected an object of named columns or a token "
-                                             "string, got {}", i, JsonTypeName(instance)),
-                                 int64_t(i)));
+  int64_t decoded = DecodeTokenRequest(x.body, *model, s);
+  if (decoded < 0) {  // the general path: named columns, and every error message
+    nlohmann::json body;
+    try {
+      body = nlohmann::json::parse(x.body.begin(), x.body.end());
+    } catch (const nlohmann::json::parse_error& err) {
+      return fail(400, JsonError(fmt::format("malformed JSON at byte {}", err.byte)));
     }
-    s.features.clear();
-    size_t ignored_here = 0;
-    Status st = options.encoder->Encode(predictor, instance, &s.features, &ignored_here, &bad_field);
-    if (!st.ok()) {
-      return fail(400, JsonError(fmt::format("instance {}: {}", i, st.message()), int64_t(i), bad_field));
+    if (!body.is_object()) {
+      return fail(400, JsonError("request body must be a JSON object with an \"instances\" array"));
     }
-    ignored += ignored_here;
-    if (cache.enabled()) {
-      const uint64_t key = serve::CacheKey(serve::CanonicalInstanceHash(s.features, &s.sorted), model->tag);
-      if (cache.Lookup(key, model->tag, &s.predictions[i])) continue;
-      s.keys[i] = key;
+    auto it = body.find("instances");
+    if (it == body.end() || !it->is_array()) {
+      return fail(400, JsonError("request body needs an \"instances\" array"));
     }
-    s.misses.add(0.0f, 1.0f, s.features);
-    s.miss_positions.push_back(i);
+    const nlohmann::json& instances = *it;
+    const size_t count = instances.size();
+    if (count > options.max_instances) {
+      return fail(413, JsonError(fmt::format("{} instances in one request; the limit is {} (--max-instances)", count,
+                                             options.max_instances)));
+    }
+    s.Reset(count);
+    const Predictor& predictor = *model->predictor;
+    std::string bad_field;
+    for (size_t i = 0; i < count; ++i) {
+      const nlohmann::json& instance = instances[i];
+      if (!instance.is_object() && !instance.is_string()) {
+        return fail(400, JsonError(fmt::format("instance {}: expected an object of named columns or a token "
+                                               "string, got {}", i, JsonTypeName(instance)),
+                                   int64_t(i)));
+      }
+      s.features.clear();
+      size_t ignored_here = 0;
+      Status st = options.encoder->Encode(predictor, instance, &s.features, &ignored_here, &bad_field);
+      if (!st.ok()) {
+        return fail(400, JsonError(fmt::format("instance {}: {}", i, st.message()), int64_t(i), bad_field));
+      }
+      s.ignored += ignored_here;
+      LookUp(s, *model, i);
+    }
+    decoded = int64_t(count);
   }
-  s.ignored = ignored;
+  const size_t n = size_t(decoded);
   s.model = std::move(model);
   if (s.misses.empty()) {
     FinishPredict(x, s, n);
@@ -457,6 +463,51 @@ void Server::Impl::HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint s
     FinishPredict(x, s, n);
     Respond(x, e, start);
   });
+}
+
+// The fast path for the usual request, {"instances": [token strings]}:
+// simdjson, and tokens go to the encoder without a JSON value in between.
+// Returns the instance count, or -1 when the request needs the general path
+// (named columns, or anything wrong: the error messages come from there).
+int64_t Server::Impl::DecodeTokenRequest(std::string_view body, const LoadedModel& model, PredictScratch& s) {
+  thread_local simdjson::dom::parser parser;  // HandlePredict runs on the I/O threads
+  struct ShrinkAfterBigBodies {  // one huge request must not pin parser memory
+    ~ShrinkAfterBigBodies() {
+      if (parser.capacity() > (1u << 20)) parser = simdjson::dom::parser();
+    }
+  } shrink;
+  simdjson::dom::element root;
+  if (parser.parse(body.data(), body.size(), false).get(root)) return -1;
+  simdjson::dom::array instances;
+  if (root["instances"].get_array().get(instances)) return -1;
+  const size_t n = instances.size();
+  if (n > options.max_instances) return -1;
+  s.Reset(n);
+  size_t i = 0;
+  std::string bad_field;
+  for (simdjson::dom::element instance : instances) {
+    std::string_view tokens;
+    if (instance.get_string().get(tokens)) return -1;
+    s.features.clear();
+    size_t ignored_here = 0;
+    if (!options.encoder->EncodeTokens(*model.predictor, tokens, &s.features, &ignored_here, &bad_field).ok()) {
+      return -1;
+    }
+    s.ignored += ignored_here;
+    LookUp(s, model, i++);
+  }
+  return int64_t(n);
+}
+
+// Answers instance i from the cache, or queues it for the model.
+void Server::Impl::LookUp(PredictScratch& s, const LoadedModel& model, size_t i) {
+  if (cache.enabled()) {
+    const uint64_t key = serve::CacheKey(serve::CanonicalInstanceHash(s.features, &s.sorted), model.tag);
+    if (cache.Lookup(key, model.tag, &s.predictions[i])) return;
+    s.keys[i] = key;
+  }
+  s.misses.add(0.0f, 1.0f, s.features);
+  s.miss_positions.push_back(i);
 }
 
 // Writes the answer of a request whose predictions are all in s.predictions.
