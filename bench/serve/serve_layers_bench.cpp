@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include <cstdlib>
 #include <random>
@@ -61,6 +62,21 @@ void BM_ServeJsonParse(benchmark::State& state) {
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(body.size()));
 }
 BENCHMARK(BM_ServeJsonParse)->Arg(1)->Arg(100);
+
+// The server's fast path: simdjson DOM, walking the instances as strings.
+void BM_ServeSimdjsonParse(benchmark::State& state) {
+  const simdjson::padded_string body(Body(int(state.range(0))));
+  simdjson::dom::parser parser;
+  for (auto _ : state) {
+    simdjson::dom::array instances;
+    if (parser.parse(body)["instances"].get_array().get(instances)) return state.SkipWithError("parse failed");
+    size_t bytes = 0;
+    for (simdjson::dom::element e : instances) bytes += std::string_view(e.get_string().value_unsafe()).size();
+    benchmark::DoNotOptimize(bytes);
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(body.size()));
+}
+BENCHMARK(BM_ServeSimdjsonParse)->Arg(1)->Arg(100);
 
 void BM_ServeEncodeTokens(benchmark::State& state) {
   const Predictor* model = Model();
