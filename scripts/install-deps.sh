@@ -14,7 +14,9 @@ PACKAGES=(
   zlib1g-dev libzstd-dev  # transparent .gz / .zst input
   libeigen3-dev           # dense layers (see docs/design.md for the measurement)
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcpp-httplib-dev      # fieldfm serve
+  libboost-dev            # fieldfm serve: Asio + Beast (header-only)
+  libsimdjson-dev         # fieldfm serve: predict bodies
+  libcpp-httplib-dev      # HTTP client of the serve tests
 )
 # Stamp file: skip apt when the exact list is already installed (fast re-runs).
 if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then

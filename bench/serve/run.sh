@@ -5,7 +5,7 @@
 #   bench/serve/run.sh MODEL [DURATION]        e.g. bench/serve/run.sh demo/model.fieldfm 15s
 #
 # Environment: FIELDFM (binary, default build/release/fieldfm), PORT (18181),
-# CONNECTIONS (32), WRK_THREADS (1), SCENARIOS ("miss hit batch100"),
+# CONNECTIONS (32), WRK_THREADS (1), SCENARIOS ("healthz miss hit batch100"),
 # SERVE_ARGS (extra flags for fieldfm serve).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +16,7 @@ bin=${FIELDFM:-$root/build/release/fieldfm}
 port=${PORT:-18181}
 conns=${CONNECTIONS:-32}
 wrk_threads=${WRK_THREADS:-1}
-scenarios=${SCENARIOS:-miss hit batch100}
+scenarios=${SCENARIOS:-healthz miss hit batch100}
 
 # wrk is a bench tool, not a build dependency: installed here, on demand.
 if ! command -v wrk >/dev/null || ! command -v curl >/dev/null; then
@@ -38,7 +38,7 @@ stop_server() {
 trap stop_server EXIT
 
 start_server() {  # extra serve flags...
-  # One HTTP worker per connection (httplib keeps a worker per keep-alive connection).
+  # --threads: one model-call waiter per connection, so every open batch can fill.
   "$bin" serve --model "$model" --port "$port" --threads $((conns + 4)) --poll-interval 0 \
     ${SERVE_ARGS:-} "$@" 2>>"$log" &
   server_pid=$!
@@ -56,15 +56,16 @@ summary() {  # what the server saw: requests, batching, cache
     sed 's/^/    /'
 }
 
-echo "fieldfm serve bench: model=$model duration=$duration connections=$conns wrk_threads=$wrk_threads cores=$(nproc)"
+echo "fieldfm serve bench: model=$model duration=$duration connections=$conns wrk_threads=$wrk_threads cores=$(nproc) serve_args='${SERVE_ARGS:-}'"
 for scenario in $scenarios; do
   case "$scenario" in
+    healthz) start_server ;;
     miss) start_server ;;
     hit) start_server ;;  # the first request fills the one entry every later one hits
     batch100) start_server --cache-entries 0 ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
-  echo "== $scenario"
+  echo "== $scenario  ($(uptime | sed 's/.*load/load/'))"
   wrk -t"$wrk_threads" -c"$conns" -d"$duration" --latency -s "$here/$scenario.lua" "http://127.0.0.1:$port" |
     grep -E 'Requests/sec|Latency|50%|90%|99%|Socket errors|Non-2xx' | sed 's/^/    /'
   summary

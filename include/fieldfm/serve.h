@@ -36,6 +36,12 @@ class InstanceEncoder {
   virtual ~InstanceEncoder() = default;
   virtual Status Encode(const Predictor& model, const nlohmann::json& instance, std::vector<Feature>* out,
                         size_t* ignored_fields, std::string* bad_field) const = 0;
+  // The same for an instance that is a token string (the server's fast path
+  // hands it over without building a JSON value); the default wraps Encode.
+  virtual Status EncodeTokens(const Predictor& model, std::string_view tokens, std::vector<Feature>* out,
+                              size_t* ignored_fields, std::string* bad_field) const {
+    return Encode(model, nlohmann::json(tokens), out, ignored_fields, bad_field);
+  }
   // Called before a reloaded model replaces `current`; an error keeps `current`.
   virtual Status CheckCompatible(const Predictor& current, const Predictor& next) const { return Status::Ok(); }
   // What clients must send (format, field names), shown by GET /v1/model as "input".
@@ -46,7 +52,8 @@ struct ServeOptions {
   std::string model_path;
   std::string host = "127.0.0.1";  // loopback unless told otherwise
   int port = 8080;                 // 0 = any free port (see Server::port())
-  int threads = 64;                // HTTP workers; each holds one keep-alive connection
+  int io_threads = 0;              // event loops serving the connections; 0 = cores
+  int threads = 16;                // threads that wait on model calls and reloads
   size_t cache_entries = 100000;   // 0 disables the cache
   std::chrono::milliseconds cache_ttl{60000};  // 0 = entries never expire
   size_t max_batch = 256;          // rows per batched Predict call

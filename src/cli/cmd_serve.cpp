@@ -71,8 +71,11 @@ Register kServe{{"serve", "Serve predictions over HTTP/JSON (cache, micro-batchi
                    app.add_option("--host", o.host, "Address to bind; loopback unless set explicitly")
                        ->capture_default_str();
                    app.add_option("--port", o.port, "TCP port (0 = any free port)")->capture_default_str();
+                   app.add_option("--io-threads", o.io_threads,
+                                  "Event-loop threads serving the connections (0 = one per core)")
+                       ->capture_default_str();
                    app.add_option("--threads", o.threads,
-                                  "HTTP worker threads; each serves one keep-alive connection at a time")
+                                  "Threads that wait on batched model calls and reloads")
                        ->capture_default_str();
                    app.add_option("--cache-entries", o.cache_entries, "Prediction cache bound (0 disables it)")
                        ->capture_default_str();

@@ -15,6 +15,11 @@ class PipelineEncoder final : public InstanceEncoder {
     return model.pipeline().EncodeJson(instance, out, ignored_fields);
   }
 
+  Status EncodeTokens(const Predictor& model, std::string_view tokens, std::vector<Feature>* out, size_t*,
+                      std::string*) const override {
+    return model.pipeline().EncodeTokens(tokens, out);
+  }
+
   // Clients keep sending what the old model took; a model that reads another
   // input format would fail every request, so it is not swapped in.
   Status CheckCompatible(const Predictor& current, const Predictor& next) const override {

@@ -2,7 +2,7 @@
 // the background reloader that swaps models atomically.
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <httplib.h>
+#include <simdjson.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -10,11 +10,13 @@
 #include <condition_variable>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <future>
 #include <mutex>
 #include <thread>
 
 #include "fieldfm/serve.h"
+#include "serve/http_server.h"
 #include "serve/instance_key.h"
 #include "serve/metrics.h"
 #include "serve/micro_batcher.h"
@@ -63,14 +65,72 @@ std::string JsonError(std::string_view message, int64_t instance = -1, std::stri
 
 const char* JsonTypeName(const nlohmann::json& j) { return j.type_name(); }
 
-// Per-thread buffers, so a request allocates (almost) nothing after warm-up.
-struct Scratch {
+using TimePoint = std::chrono::steady_clock::time_point;
+
+// Per-connection buffers of /v1/predict, so a request allocates (almost)
+// nothing after warm-up. They also carry a request with cache misses over
+// to the thread that waits for the model.
+struct PredictScratch final : serve::ConnectionState {
   std::vector<Feature> features, sorted;
   ExampleBlock misses;
   std::vector<size_t> miss_positions;
   std::vector<uint64_t> keys;
   std::vector<float> predictions, miss_predictions;
-  std::string body;
+  std::shared_ptr<const LoadedModel> model;  // only while the request is being answered
+  size_t ignored = 0;
+
+  void Reset(size_t instances) {
+    misses.clear();
+    miss_positions.clear();
+    keys.assign(instances, 0);
+    predictions.assign(instances, 0.0f);
+    ignored = 0;
+  }
+};
+
+// Threads for work that may block (batched model calls, reloads), so the
+// I/O threads never wait and a slow model call holds no connection hostage.
+class BlockingPool {
+ public:
+  void Start(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  void Post(std::function<void()> task) {
+    {
+      std::lock_guard lock(mu_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+  // Runs what is queued, then joins.
+  void Stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;
+      auto task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
 };
 
 void DefaultLog(const std::string& line) {
@@ -87,9 +147,10 @@ struct Server::Impl {
   serve::PredictionCache cache;
   serve::MicroBatcher batcher;
   serve::RequestMetrics metrics;
-  httplib::Server http;
+  std::unique_ptr<serve::HttpServer> http;
+  BlockingPool pool;
   int bound_port = 0;
-  std::thread listen_thread, reload_thread;
+  std::thread reload_thread;
 
   mutable std::mutex model_mu;
   std::shared_ptr<const LoadedModel> model;  // swapped whole under model_mu
@@ -108,7 +169,6 @@ struct Server::Impl {
   std::mutex stop_mu;
   std::condition_variable stopped_cv;
   bool started = false, stop_begun = false, stopped = false;
-  std::atomic<bool> listen_exited{false};
 
   explicit Impl(ServeOptions opts)
       : options(std::move(opts)),
@@ -128,12 +188,15 @@ struct Server::Impl {
 
   Status LoadNow();
   void ReloadLoop();
-  void Routes();
-  void Observe(Endpoint e, std::chrono::steady_clock::time_point start, const httplib::Response& res);
-  void HandlePredict(const std::string& request_body, httplib::Response& res);
-  void ReadAndPredict(httplib::Response& res, const httplib::ContentReader& reader);
-  void HandleModel(httplib::Response& res) const;
-  void HandleMetrics(httplib::Response& res) const;
+  void Handle(serve::HttpExchange& x);
+  void Respond(serve::HttpExchange& x, Endpoint e, TimePoint start);
+  void HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint start);
+  void FinishPredict(serve::HttpExchange& x, PredictScratch& s, size_t n);
+  int64_t DecodeTokenRequest(std::string_view body, const LoadedModel& model, PredictScratch& s);
+  void LookUp(PredictScratch& s, const LoadedModel& model, size_t i);
+  void HandleReload(serve::HttpExchange& x);
+  void HandleModel(serve::HttpExchange& x) const;
+  void HandleMetrics(serve::HttpExchange& x) const;
 };
 
 // ---------------------------------------------------------------- reloading
@@ -231,119 +294,249 @@ void Server::Impl::ReloadLoop() {
 
 // ----------------------------------------------------------------- handlers
 
-// Predict bodies are read through a content reader: httplib then skips its
-// own body handling, which would cap bodies sent as curl's default
-// application/x-www-form-urlencoded at 8 KiB. --max-body still applies (413).
-void Server::Impl::ReadAndPredict(httplib::Response& res, const httplib::ContentReader& reader) {
-  thread_local std::string body;
-  body.clear();
-  const bool complete = reader([&](const char* data, size_t n) {
-    body.append(data, n);
-    return true;
-  });
-  if (!complete) {
-    if (res.status < 400) res.status = 400;  // httplib sets 413 when over --max-body
-    return;
-  }
-  HandlePredict(body, res);
-  if (body.capacity() > (8u << 20)) std::string().swap(body);
+// Counts a handled response before it is sent, so a client that reads
+// /metrics right after its answer always sees it counted.
+void Server::Impl::Respond(serve::HttpExchange& x, Endpoint e, TimePoint start) {
+  metrics.ObserveLatency(e, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  metrics.CountResponse(e, x.status);
+  x.Finish();
 }
 
-void Server::Impl::HandlePredict(const std::string& request_body, httplib::Response& res) {
-  constexpr const char* kJson = "application/json";
-  auto fail = [&](int status, const std::string& body) {
-    res.status = status;
-    res.set_content(body, kJson);
+void Server::Impl::Handle(serve::HttpExchange& x) {
+  const TimePoint start = std::chrono::steady_clock::now();
+  const std::string_view path = x.target.substr(0, x.target.find('?'));
+  const Endpoint e = serve::EndpointFor(path);
+  if (x.rejected) {  // refused by the HTTP layer: counted, not timed
+    std::string message = fmt::format("HTTP status {}", x.status);
+    if (x.status == 413) message = fmt::format("request body larger than {} bytes (--max-body)", options.max_body_bytes);
+    if (x.status == 400) message = "malformed HTTP request";
+    x.response_body = JsonError(message);
+    metrics.CountResponse(e, x.status);
+    return x.Finish();
+  }
+  const bool get = x.method == "GET", post = x.method == "POST";
+  auto answer = [&](std::string_view body) {
+    x.response_body.assign(body);
+    Respond(x, e, start);
+  };
+  switch (e) {
+    case Endpoint::kHealthz:
+      if (get) return answer("{\"status\":\"ok\"}");
+      break;
+    case Endpoint::kReadyz:
+      if (get) {
+        auto model = Current();
+        if (!model) {
+          x.status = 503;
+          return answer("{\"status\":\"loading\"}");
+        }
+        return answer("{\"status\":\"ready\",\"model_version\":" + model->version_json + "}");
+      }
+      break;
+    case Endpoint::kModel:
+      if (get) {
+        HandleModel(x);
+        return Respond(x, e, start);
+      }
+      break;
+    case Endpoint::kMetrics:
+      if (get) {
+        HandleMetrics(x);
+        return Respond(x, e, start);
+      }
+      break;
+    case Endpoint::kTfPredict:  // TensorFlow Serving's REST shape; one model is served, so any NAME answers
+      if (post && path.size() > std::string_view("/v1/models/:predict").size() &&
+          path.substr(11, path.size() - 11 - 8).find('/') == std::string_view::npos) {
+        return HandlePredict(x, e, start);
+      }
+      break;
+    case Endpoint::kPredict:
+      if (post) return HandlePredict(x, e, start);
+      break;
+    case Endpoint::kReload:
+      if (post) {
+        // Loading a model file takes a while: not on an I/O thread.
+        return pool.Post([this, &x, e, start] {
+          HandleReload(x);
+          Respond(x, e, start);
+        });
+      }
+      break;
+    default:
+      break;
+  }
+  x.status = 404;
+  x.response_body = JsonError("no such endpoint");
+  metrics.CountResponse(e, 404);
+  x.Finish();
+}
+
+void Server::Impl::HandleReload(serve::HttpExchange& x) {
+  Status st = LoadNow();
+  if (!st.ok()) {
+    auto model = Current();
+    x.status = 422;
+    x.response_body = JsonError("reload rejected: " + st.message() +
+                                (model ? "; still serving version " + model->version : std::string()));
+    return;
+  }
+  x.response_body = "{\"reloaded\":true,\"model_version\":" + Current()->version_json + "}";
+}
+
+// Parse, encode and look up on the I/O thread; answers from the cache go back
+// at once, cache misses wait for the model on a pool thread.
+void Server::Impl::HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint start) {
+  auto fail = [&](int status, std::string body) {
+    x.status = status;
+    x.response_body = std::move(body);
+    Respond(x, e, start);
   };
   auto model = Current();
   if (!model) return fail(503, JsonError("no model loaded yet"));
 
-  nlohmann::json body;
-  try {
-    body = nlohmann::json::parse(request_body);
-  } catch (const nlohmann::json::parse_error& e) {
-    return fail(400, JsonError(fmt::format("malformed JSON at byte {}", e.byte)));
-  }
-  if (!body.is_object()) return fail(400, JsonError("request body must be a JSON object with an \"instances\" array"));
-  auto it = body.find("instances");
-  if (it == body.end() || !it->is_array()) {
-    return fail(400, JsonError("request body needs an \"instances\" array"));
-  }
-  const nlohmann::json& instances = *it;
-  const size_t n = instances.size();
-  if (n > options.max_instances) {
-    return fail(413, JsonError(fmt::format("{} instances in one request; the limit is {} (--max-instances)", n,
-                                           options.max_instances)));
-  }
-
-  thread_local Scratch s;
-  s.misses.clear();
-  s.miss_positions.clear();
-  s.keys.assign(n, 0);
-  s.predictions.assign(n, 0.0f);
-  size_t ignored = 0;
-  const Predictor& predictor = *model->predictor;
-  for (size_t i = 0; i < n; ++i) {
-    const nlohmann::json& instance = instances[i];
-    if (!instance.is_object() && !instance.is_string()) {
-      return fail(400, JsonError(fmt::format("instance {}: expected an object of named columns or a token "
-                                             "string, got {}", i, JsonTypeName(instance)),
-                                 int64_t(i)));
+  if (!x.state) x.state = std::make_unique<PredictScratch>();
+  PredictScratch& s = static_cast<PredictScratch&>(*x.state);
+  int64_t decoded = DecodeTokenRequest(x.body, *model, s);
+  if (decoded < 0) {  // the general path: named columns, and every error message
+    nlohmann::json body;
+    try {
+      body = nlohmann::json::parse(x.body.begin(), x.body.end());
+    } catch (const nlohmann::json::parse_error& err) {
+      return fail(400, JsonError(fmt::format("malformed JSON at byte {}", err.byte)));
     }
-    s.features.clear();
-    size_t ignored_here = 0;
+    if (!body.is_object()) {
+      return fail(400, JsonError("request body must be a JSON object with an \"instances\" array"));
+    }
+    auto it = body.find("instances");
+    if (it == body.end() || !it->is_array()) {
+      return fail(400, JsonError("request body needs an \"instances\" array"));
+    }
+    const nlohmann::json& instances = *it;
+    const size_t count = instances.size();
+    if (count > options.max_instances) {
+      return fail(413, JsonError(fmt::format("{} instances in one request; the limit is {} (--max-instances)", count,
+                                             options.max_instances)));
+    }
+    s.Reset(count);
+    const Predictor& predictor = *model->predictor;
     std::string bad_field;
-    Status st = options.encoder->Encode(predictor, instance, &s.features, &ignored_here, &bad_field);
-    if (!st.ok()) {
-      return fail(400, JsonError(fmt::format("instance {}: {}", i, st.message()), int64_t(i), bad_field));
+    for (size_t i = 0; i < count; ++i) {
+      const nlohmann::json& instance = instances[i];
+      if (!instance.is_object() && !instance.is_string()) {
+        return fail(400, JsonError(fmt::format("instance {}: expected an object of named columns or a token "
+                                               "string, got {}", i, JsonTypeName(instance)),
+                                   int64_t(i)));
+      }
+      s.features.clear();
+      size_t ignored_here = 0;
+      Status st = options.encoder->Encode(predictor, instance, &s.features, &ignored_here, &bad_field);
+      if (!st.ok()) {
+        return fail(400, JsonError(fmt::format("instance {}: {}", i, st.message()), int64_t(i), bad_field));
+      }
+      s.ignored += ignored_here;
+      LookUp(s, *model, i);
     }
-    ignored += ignored_here;
-    if (cache.enabled()) {
-      const uint64_t key = serve::CacheKey(serve::CanonicalInstanceHash(s.features, &s.sorted), model->tag);
-      if (cache.Lookup(key, model->tag, &s.predictions[i])) continue;
-      s.keys[i] = key;
-    }
-    s.misses.add(0.0f, 1.0f, s.features);
-    s.miss_positions.push_back(i);
+    decoded = int64_t(count);
   }
-  if (!s.misses.empty()) {
+  const size_t n = size_t(decoded);
+  s.model = std::move(model);
+  if (s.misses.empty()) {
+    FinishPredict(x, s, n);
+    return Respond(x, e, start);
+  }
+  pool.Post([this, &x, &s, e, start, n] {
     s.miss_predictions.resize(s.misses.rows());
-    Status st = batcher.Predict(model->predictor, s.misses, s.miss_predictions);
+    Status st = batcher.Predict(s.model->predictor, s.misses, s.miss_predictions);
     if (!st.ok()) {
       Log(st.message());
-      return fail(500, JsonError(st.message()));
+      s.model.reset();
+      x.status = 500;
+      x.response_body = JsonError(st.message());
+      return Respond(x, e, start);
     }
     for (size_t j = 0; j < s.miss_positions.size(); ++j) {
       const size_t i = s.miss_positions[j];
       s.predictions[i] = s.miss_predictions[j];
-      if (cache.enabled()) cache.Insert(s.keys[i], model->tag, s.miss_predictions[j]);
+      if (cache.enabled()) cache.Insert(s.keys[i], s.model->tag, s.miss_predictions[j]);
     }
-  }
-  instances_answered.fetch_add(n, std::memory_order_relaxed);
-  ignored_fields.fetch_add(ignored, std::memory_order_relaxed);
-
-  // Written by hand: this is the hot path, and fmt prints the shortest
-  // representation that reads back as the same float.
-  s.body.clear();
-  auto out = std::back_inserter(s.body);
-  s.body += "{\"predictions\":[";
-  for (size_t i = 0; i < n; ++i) {
-    if (i) s.body += ',';
-    if (std::isfinite(s.predictions[i])) fmt::format_to(out, "{}", s.predictions[i]);
-    else s.body += "null";  // JSON has no NaN
-  }
-  fmt::format_to(out, "],\"model_version\":{},\"ignored_fields\":{}}}", model->version_json, ignored);
-  res.status = 200;
-  res.set_content(s.body, kJson);
-  // One huge request must not pin its memory in this worker forever.
-  if (s.misses.features.capacity() > (1u << 20)) s = Scratch();
+    FinishPredict(x, s, n);
+    Respond(x, e, start);
+  });
 }
 
-void Server::Impl::HandleModel(httplib::Response& res) const {
+// The fast path for the usual request, {"instances": [token strings]}:
+// simdjson, and tokens go to the encoder without a JSON value in between.
+// Returns the instance count, or -1 when the request needs the general path
+// (named columns, or anything wrong: the error messages come from there).
+int64_t Server::Impl::DecodeTokenRequest(std::string_view body, const LoadedModel& model, PredictScratch& s) {
+  thread_local simdjson::dom::parser parser;  // HandlePredict runs on the I/O threads
+  struct ShrinkAfterBigBodies {  // one huge request must not pin parser memory
+    ~ShrinkAfterBigBodies() {
+      if (parser.capacity() > (1u << 20)) parser = simdjson::dom::parser();
+    }
+  } shrink;
+  simdjson::dom::element root;
+  if (parser.parse(body.data(), body.size(), false).get(root)) return -1;
+  simdjson::dom::array instances;
+  if (root["instances"].get_array().get(instances)) return -1;
+  const size_t n = instances.size();
+  if (n > options.max_instances) return -1;
+  s.Reset(n);
+  size_t i = 0;
+  std::string bad_field;
+  for (simdjson::dom::element instance : instances) {
+    std::string_view tokens;
+    if (instance.get_string().get(tokens)) return -1;
+    s.features.clear();
+    size_t ignored_here = 0;
+    if (!options.encoder->EncodeTokens(*model.predictor, tokens, &s.features, &ignored_here, &bad_field).ok()) {
+      return -1;
+    }
+    s.ignored += ignored_here;
+    LookUp(s, model, i++);
+  }
+  return int64_t(n);
+}
+
+// Answers instance i from the cache, or queues it for the model.
+void Server::Impl::LookUp(PredictScratch& s, const LoadedModel& model, size_t i) {
+  if (cache.enabled()) {
+    const uint64_t key = serve::CacheKey(serve::CanonicalInstanceHash(s.features, &s.sorted), model.tag);
+    if (cache.Lookup(key, model.tag, &s.predictions[i])) return;
+    s.keys[i] = key;
+  }
+  s.misses.add(0.0f, 1.0f, s.features);
+  s.miss_positions.push_back(i);
+}
+
+// Writes the answer of a request whose predictions are all in s.predictions.
+void Server::Impl::FinishPredict(serve::HttpExchange& x, PredictScratch& s, size_t n) {
+  instances_answered.fetch_add(n, std::memory_order_relaxed);
+  ignored_fields.fetch_add(s.ignored, std::memory_order_relaxed);
+  // Written by hand: this is the hot path, and fmt prints the shortest
+  // representation that reads back as the same float.
+  std::string& out = x.response_body;
+  out.clear();
+  auto it = std::back_inserter(out);
+  out += "{\"predictions\":[";
+  for (size_t i = 0; i < n; ++i) {
+    if (i) out += ',';
+    if (std::isfinite(s.predictions[i])) fmt::format_to(it, "{}", s.predictions[i]);
+    else out += "null";  // JSON has no NaN
+  }
+  fmt::format_to(it, "],\"model_version\":{},\"ignored_fields\":{}}}", s.model->version_json, s.ignored);
+  x.status = 200;
+  s.model.reset();  // an idle connection must not keep an old model alive
+  // One huge request must not pin its memory in this connection forever.
+  if (s.misses.features.capacity() > (1u << 20)) s = PredictScratch();
+}
+
+void Server::Impl::HandleModel(serve::HttpExchange& x) const {
   auto model = Current();
   if (!model) {
-    res.status = 503;
-    res.set_content(JsonError("no model loaded yet"), "application/json");
+    x.status = 503;
+    x.response_body = JsonError("no model loaded yet");
     return;
   }
   nlohmann::json j;
@@ -357,11 +550,12 @@ void Server::Impl::HandleModel(httplib::Response& res) const {
   for (const char* key : {"model_type", "type", "fields", "num_fields", "field_names"}) {
     if (model->metadata.is_object() && model->metadata.contains(key)) j[key] = model->metadata[key];
   }
-  res.set_content(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
+  x.response_body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-void Server::Impl::HandleMetrics(httplib::Response& res) const {
-  std::string out;
+void Server::Impl::HandleMetrics(serve::HttpExchange& x) const {
+  std::string& out = x.response_body;
+  out.clear();
   metrics.Render(&out);
   const serve::CacheStats c = cache.stats();
   serve::AppendMetric(&out, "fieldfm_cache_hits_total", "counter", "Instances answered from the cache.", double(c.hits));
@@ -390,97 +584,7 @@ void Server::Impl::HandleMetrics(httplib::Response& res) const {
     serve::AppendMetric(&out, "fieldfm_model_load_timestamp_seconds", "gauge", "When the served model was loaded.",
                         std::chrono::duration<double>(model->loaded_at.time_since_epoch()).count());
   }
-  res.set_content(out, "text/plain; version=0.0.4");
-}
-
-// Set when a handler counted its own response, so the logger (same thread,
-// right after the response is written) does not count it again.
-thread_local bool t_counted_by_handler = false;
-
-// Counts a handled response before it is sent, so a client that reads
-// /metrics right after its answer always sees it counted.
-void Server::Impl::Observe(Endpoint e, std::chrono::steady_clock::time_point start, const httplib::Response& res) {
-  metrics.ObserveLatency(e, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  metrics.CountResponse(e, res.status == -1 ? 200 : res.status);
-  t_counted_by_handler = true;
-}
-
-void Server::Impl::Routes() {
-  using httplib::Request;
-  using httplib::Response;
-  // Times a handler into the latency histogram of its endpoint.
-  auto timed = [this](Endpoint e, auto handler) {
-    return [this, e, handler](const Request& req, Response& res) {
-      const auto t0 = std::chrono::steady_clock::now();
-      handler(req, res);
-      Observe(e, t0, res);
-    };
-  };
-  http.Get("/healthz", timed(Endpoint::kHealthz, [](const Request&, Response& res) {
-    res.set_content("{\"status\":\"ok\"}", "application/json");
-  }));
-  http.Get("/readyz", timed(Endpoint::kReadyz, [this](const Request&, Response& res) {
-    auto model = Current();
-    if (!model) {
-      res.status = 503;
-      res.set_content("{\"status\":\"loading\"}", "application/json");
-      return;
-    }
-    res.set_content("{\"status\":\"ready\",\"model_version\":" + model->version_json + "}", "application/json");
-  }));
-  http.Get("/v1/model", timed(Endpoint::kModel, [this](const Request&, Response& res) { HandleModel(res); }));
-  http.Get("/metrics", timed(Endpoint::kMetrics, [this](const Request&, Response& res) { HandleMetrics(res); }));
-  // Same timing as `timed`, for handlers that read the body themselves.
-  auto timed_reader = [this](Endpoint e) {
-    return [this, e](const Request&, Response& res, const httplib::ContentReader& reader) {
-      const auto t0 = std::chrono::steady_clock::now();
-      ReadAndPredict(res, reader);
-      Observe(e, t0, res);
-    };
-  };
-  http.Post("/v1/predict", timed_reader(Endpoint::kPredict));
-  // TensorFlow Serving's REST shape; one model is served, so any NAME answers.
-  http.Post(R"(/v1/models/([^/]+):predict)", timed_reader(Endpoint::kTfPredict));
-  http.Post("/v1/reload", timed(Endpoint::kReload, [this](const Request&, Response& res) {
-    Status st = LoadNow();
-    if (!st.ok()) {
-      auto model = Current();
-      res.status = 422;
-      res.set_content(JsonError("reload rejected: " + st.message() +
-                                (model ? "; still serving version " + model->version : std::string())),
-                      "application/json");
-      return;
-    }
-    res.set_content("{\"reloaded\":true,\"model_version\":" + Current()->version_json + "}", "application/json");
-  }));
-
-  // Responses httplib produced without a handler (404, 413 before routing,
-  // bad HTTP) are counted here, after they were sent.
-  http.set_logger([this](const Request& req, const Response& res) {
-    if (std::exchange(t_counted_by_handler, false)) return;
-    metrics.CountResponse(serve::EndpointFor(req.path), res.status);
-  });
-  // Bodies for errors httplib answers itself (404, 413, 400 on bad HTTP).
-  http.set_error_handler(httplib::Server::HandlerWithResponse([this](const Request&, Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string message = fmt::format("HTTP status {}", res.status);
-    if (res.status == 413) message = fmt::format("request body larger than {} bytes (--max-body)", options.max_body_bytes);
-    if (res.status == 404) message = "no such endpoint";
-    res.set_content(JsonError(message), "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  http.set_exception_handler([this](const Request& req, Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    Log(fmt::format("internal error on {} {}: {}", req.method, req.path, what));
-    res.status = 500;
-    res.set_content(JsonError("internal error"), "application/json");
-  });
+  x.content_type = "text/plain; version=0.0.4";
 }
 
 // ------------------------------------------------------------------ Server
@@ -497,6 +601,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServeOptions options) {
     return Status::InvalidArgument(fmt::format("serve: bad port (token '{}')", options.port));
   }
   if (options.threads < 1) return Status::InvalidArgument(fmt::format("serve: --threads must be >= 1 (token '{}')", options.threads));
+  if (options.io_threads < 0) return Status::InvalidArgument("serve: --io-threads must be >= 0");
   if (options.max_batch < 1) return Status::InvalidArgument("serve: --max-batch must be >= 1");
   if (options.max_body_bytes < 1) return Status::InvalidArgument("serve: --max-body must be >= 1");
   return std::unique_ptr<Server>(new Server(std::make_unique<Impl>(std::move(options))));
@@ -510,46 +615,34 @@ Status Server::Start() {
     s.started = true;
   }
   const ServeOptions& o = s.options;
-  const size_t threads = size_t(o.threads);
-  s.http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.http.set_keep_alive_max_count(1000000);
-  s.http.set_keep_alive_timeout(std::max<time_t>(1, (o.keep_alive_timeout.count() + 999) / 1000));
-  s.http.set_read_timeout(o.read_timeout);
-  s.http.set_write_timeout(o.write_timeout);
-  s.http.set_payload_max_length(o.max_body_bytes);
-  s.http.set_tcp_nodelay(true);
-  // httplib also sets SO_REUSEPORT, which lets a second server silently share
-  // the port; only SO_REUSEADDR (fast restarts) is wanted.
-  s.http.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  s.Routes();
-
   if (!IsLoopbackHost(o.host)) {
     s.Log(fmt::format("WARNING: listening on non-loopback address {}; the API has no authentication", o.host));
   }
-  if (o.port == 0) {
-    s.bound_port = s.http.bind_to_any_port(o.host);
-    if (s.bound_port < 0) s.bound_port = 0;
-  } else if (s.http.bind_to_port(o.host, o.port)) {
-    s.bound_port = o.port;
-  }
-  if (s.bound_port <= 0) {
+  const int io_threads = o.io_threads > 0 ? o.io_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  serve::HttpServerOptions h;
+  h.host = o.host;
+  h.port = o.port;
+  h.io_threads = io_threads;
+  h.max_body_bytes = o.max_body_bytes;
+  h.read_timeout = o.read_timeout;
+  h.write_timeout = o.write_timeout;
+  h.keep_alive_timeout = o.keep_alive_timeout;
+  h.handler = [&s](serve::HttpExchange& x) { s.Handle(x); };
+  h.log = [&s](const std::string& line) { s.Log(line); };
+  s.http = std::make_unique<serve::HttpServer>(std::move(h));
+  s.pool.Start(o.threads);
+  Status listening = s.http->Start();
+  if (!listening.ok()) {
+    s.pool.Stop();
     std::lock_guard lock(s.stop_mu);
     s.stopped = true;
     s.stopped_cv.notify_all();
-    return Status::IOError(fmt::format("serve: cannot listen on {}:{}", o.host, o.port));
+    return Status::IOError("serve: " + listening.message());
   }
-  s.listen_thread = std::thread([&s] {
-    s.http.listen_after_bind();
-    s.listen_exited = true;
-  });
-  // stop() is a no-op until the accept loop runs, so wait for it.
-  while (!s.http.is_running() && !s.listen_exited) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  s.bound_port = s.http->port();
   s.reload_thread = std::thread([&s] { s.ReloadLoop(); });
-  s.Log(fmt::format("listening on {}:{} ({} threads, cache {} entries, ttl {} ms)", o.host, s.bound_port, o.threads,
-                    o.cache_entries, o.cache_ttl.count()));
+  s.Log(fmt::format("listening on {}:{} ({} I/O threads, {} model-call threads, cache {} entries, ttl {} ms)", o.host,
+                    s.bound_port, io_threads, o.threads, o.cache_entries, o.cache_ttl.count()));
   return Status::Ok();
 }
 
@@ -577,8 +670,8 @@ void Server::Stop() {
     }
   }
   s.Log("stopping: draining in-flight requests");
-  s.http.stop();  // closes the listener; workers finish their requests, then join
-  if (s.listen_thread.joinable()) s.listen_thread.join();
+  s.http->Stop();  // closes the listener and idle connections; requests in progress get their answers
+  s.pool.Stop();
   {
     std::lock_guard lock(s.loop_mu);
     s.stopping = true;
