@@ -605,6 +605,27 @@ class SumBlock : public Block {
 
 // ---- loss --------------------------------------------------------------------
 
+float LossBlock::RowForward(LossType loss_type, double z, double y, double* row_loss) {
+  if (loss_type == LossType::kSquared) {
+    *row_loss = 0.5 * (z - y) * (z - y);
+    return float(z);
+  }
+  const double pred = 1.0 / (1.0 + std::exp(-z));
+  if (loss_type == LossType::kLogloss) {
+    // softplus(z) − y z, stable for large |z|.
+    *row_loss = std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))) - y * z;
+  } else {
+    *row_loss = 0.5 * (pred - y) * (pred - y);
+  }
+  return float(pred);
+}
+
+float LossBlock::RowGrad(LossType loss_type, float p, float y, float w) {
+  float d = p - y;  // logloss through σ, and squared error through identity
+  if (loss_type == LossType::kRate) d *= p * (1 - p);
+  return w * d;
+}
+
 void LossBlock::Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) {
   const Mat& phi = *in[0];
   out->resize(b.rows, 1);
@@ -613,20 +634,9 @@ void LossBlock::Forward(const BatchView& b, std::span<const Mat* const> in, Mat*
     const double z = phi(r, 0);
     const double w = use_weights_ ? WeightOf(b, r) : 1.0;
     const double y = b.labels ? b.labels[r] : 0.0;
-    double pred, loss;
-    if (loss_ == LossType::kSquared) {
-      pred = z;
-      loss = 0.5 * (z - y) * (z - y);
-    } else {
-      pred = 1.0 / (1.0 + std::exp(-z));
-      if (loss_ == LossType::kLogloss) {
-        // softplus(z) − y z, stable for large |z|.
-        loss = std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))) - y * z;
-      } else {
-        loss = 0.5 * (pred - y) * (pred - y);
-      }
-    }
-    (*out)(r, 0) = float(pred);
+    double loss;
+    const float pred = RowForward(loss_, z, y, &loss);
+    (*out)(r, 0) = pred;
     loss_sum_ += w * loss;
     weight_sum_ += w;
   }
@@ -638,10 +648,7 @@ void LossBlock::Backward(const BatchView& b, std::span<const Mat* const>, const 
   for (size_t r = 0; r < b.rows; ++r) {
     const float w = use_weights_ ? WeightOf(b, r) : 1.0f;
     const float y = b.labels ? b.labels[r] : 0.0f;
-    const float p = out(r, 0);
-    float d = p - y;  // logloss through σ, and squared error through identity
-    if (loss_ == LossType::kRate) d *= p * (1 - p);
-    g(r, 0) += w * d;
+    g(r, 0) += RowGrad(loss_, out(r, 0), y, w);
   }
 }
 

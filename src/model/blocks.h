@@ -125,6 +125,10 @@ class LossBlock : public Block {
   double loss_sum() const { return loss_sum_; }    // Σ w ℓ of the last forward
   double weight_sum() const { return weight_sum_; }
   bool sigmoid_link() const { return loss_ != LossType::kSquared; }
+  // One row: the prediction for score z and label y, and its (unweighted) loss.
+  static float RowForward(LossType loss, double z, double y, double* row_loss);
+  // dLoss/dφ of one row with prediction p, label y and weight w.
+  static float RowGrad(LossType loss, float p, float y, float w);
 
  private:
   LossType loss_;

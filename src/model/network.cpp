@@ -193,6 +193,10 @@ Result<std::unique_ptr<Network>> Network::Build(const ModelSpec& spec, ParamStor
   net->Add(std::move(loss), {score});
   if (!g.error().empty()) return Status::Corruption(g.error());
   for (Node& n : net->nodes_) n.block->Grads(&net->dense_refs_, &net->sparse_refs_);
+  if (spec.type == ModelType::kFfm && spec.k == 4)
+    net->fused_ffm_ = std::make_unique<FusedFfm>(&store->dense.at("bias"), &store->sparse.at("linear"),
+                                                 &store->sparse.at("field_aware_embedding"), spec.num_fields,
+                                                 spec.normalize, spec.loss, use_weights);
   return net;
 }
 
@@ -237,6 +241,34 @@ void Network::Apply(const OptimizerConfig& c, uint64_t step) {
         UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots, k,
                   ss);
     }
+  }
+}
+
+void Network::TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
+                        std::span<const Feature> next) {
+  if (fused_on_ && fused_ffm_ && fused_ffm_->Step(b, c, step, next, &step_loss_, &step_weight_)) {
+    ++fused_steps_;
+    return;
+  }
+  ZeroGrad();
+  Forward(b, ctx);
+  Backward(b, ctx);
+  Apply(c, step);
+  step_loss_ = loss_->loss_sum();
+  step_weight_ = loss_->weight_sum();
+}
+
+void Network::Predict(const ParamStore& store, const BatchView& b, std::span<float> out) {
+  const RunContext ctx{false, 0};
+  if (!fused_on_ || !fused_ffm_) {
+    Forward(b, ctx);
+    for (size_t r = 0; r < b.rows; ++r) out[r] = predictions()(r, 0);
+    return;
+  }
+  for (size_t r = 0; r < b.rows; ++r) {
+    if (fused_ffm_->Predict(store, b.row(r), &out[r])) continue;
+    Forward(b.slice(r, r + 1), ctx);
+    out[r] = predictions()(0, 0);
   }
 }
 

@@ -10,6 +10,7 @@
 #include "fieldfm/model.h"
 #include "fieldfm/status.h"
 #include "model/blocks.h"
+#include "model/ffm_fused.h"
 #include "model/params.h"
 
 namespace fieldfm {
@@ -29,7 +30,21 @@ class Network {
   void ZeroGrad();
   // One optimizer step with the accumulated gradients (lazy for sparse rows).
   void Apply(const OptimizerConfig& c, uint64_t step);
+  // ZeroGrad, Forward, Backward and Apply on `b`, or a fused kernel that
+  // gives the same bytes where one exists (ffm, k = 4, AdaGrad, one row per
+  // step). `next` (may be empty): the next step's first row, to prefetch.
+  // Its loss is step_loss_sum() / step_weight_sum().
+  void TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
+                 std::span<const Feature> next = {});
+  double step_loss_sum() const { return step_loss_; }
+  double step_weight_sum() const { return step_weight_; }
+  // Tests compare the fused kernels with the generic graph.
+  void set_fused(bool on) { fused_on_ = on; }
+  uint64_t fused_steps() const { return fused_steps_; }
 
+  // Inference predictions of `b` into out[0, b.rows): Forward, or a fused
+  // kernel with the same result where one exists (ffm, k = 4).
+  void Predict(const ParamStore& store, const BatchView& b, std::span<float> out);
   const Mat& predictions() const { return nodes_.back().out; }
   const LossBlock& loss() const { return *loss_; }
   // The score φ before the output link.
@@ -56,6 +71,10 @@ class Network {
   std::vector<SparseGradRef> sparse_refs_;
   std::vector<const Mat*> in_scratch_;
   std::vector<Mat*> din_scratch_;
+  std::unique_ptr<FusedFfm> fused_ffm_;
+  bool fused_on_ = true;
+  uint64_t fused_steps_ = 0;
+  double step_loss_ = 0, step_weight_ = 0;
   friend class GraphBuilder;
 };
 

@@ -18,6 +18,10 @@
 
 #include "fieldfm/model.h"
 
+#ifdef __SSE__
+#include <immintrin.h>
+#endif
+
 namespace fieldfm {
 
 // 64-byte aligned allocator so rows start on cache lines.
@@ -98,6 +102,22 @@ struct OptimizerConfig {
 void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row, const float* grad, uint32_t slots,
                uint32_t k, uint32_t slot_stride);
 void UpdateDense(const OptimizerConfig& c, float lambda, uint64_t step, DenseParam* p, const float* grad);
+
+#ifdef __SSE__
+// AdaGrad on one slot of 4 weights followed by its 4 accumulators (k = 4):
+// 1/sqrt is the hardware estimate refined by one Newton step (relative error
+// ~1e-7, no division). Shared by UpdateRow and the fused FFM kernel, so both
+// give the same bytes.
+inline void AdaGradSlot4(__m128 lr, __m128 lambda, float* w, __m128 grad) {
+  const __m128 wv = _mm_loadu_ps(w);
+  const __m128 g = _mm_add_ps(grad, _mm_mul_ps(lambda, wv));
+  const __m128 acc = _mm_add_ps(_mm_loadu_ps(w + 4), _mm_mul_ps(g, g));
+  _mm_storeu_ps(w + 4, acc);
+  __m128 r = _mm_rsqrt_ps(acc);  // r' = r (3 - acc r²) / 2
+  r = _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(0.5f), r), _mm_sub_ps(_mm_set1_ps(3.0f), _mm_mul_ps(acc, _mm_mul_ps(r, r))));
+  _mm_storeu_ps(w, _mm_sub_ps(wv, _mm_mul_ps(_mm_mul_ps(lr, g), r)));
+}
+#endif
 
 // Fills the optimizer state of a freshly initialised table / dense param.
 void InitState(const OptimizerConfig& c, SparseTable* t);

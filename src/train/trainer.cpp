@@ -160,21 +160,28 @@ Status Trainer::Setup(const std::string& pipeline_json) {
 
 void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed) {
   const size_t bs = o_.batch_size;
+  // One-row steps read the block in place (no copy into the worker's batch).
+  const bool in_place = bs == 1 && (block.weights.empty() || block.weights.size() >= block.rows());
   for (size_t s = 0; s < order.size(); s += bs) {
     const size_t e = std::min(order.size(), s + bs);
-    w.batch.clear();
-    for (size_t i = s; i < e; ++i) {
-      const uint32_t r = order[i];
-      w.batch.add(block.labels[r], r < block.weights.size() ? block.weights[r] : 1.0f, block.row(r));
+    BatchView v;
+    if (in_place) {
+      const uint32_t r = order[s];
+      v = BatchView{block.labels.data() + r, block.weights.empty() ? nullptr : block.weights.data() + r,
+                    block.offsets.data() + r, block.features.data(), 1};
+    } else {
+      w.batch.clear();
+      for (size_t i = s; i < e; ++i) {
+        const uint32_t r = order[i];
+        w.batch.add(block.labels[r], r < block.weights.size() ? block.weights[r] : 1.0f, block.row(r));
+      }
+      v = w.batch.view();
     }
-    const BatchView v = w.batch.view();
     const RunContext ctx{true, Mix(seed + s)};
-    w.net->ZeroGrad();
-    w.net->Forward(v, ctx);
-    w.net->Backward(v, ctx);
-    w.net->Apply(opt_, ++step_);
-    w.loss += w.net->loss().loss_sum();
-    w.weight += w.net->loss().weight_sum();
+    const std::span<const Feature> next = e < order.size() ? block.row(order[e]) : std::span<const Feature>();
+    w.net->TrainStep(v, ctx, opt_, ++step_, next);
+    w.loss += w.net->step_loss_sum();
+    w.weight += w.net->step_weight_sum();
   }
 }
 
