@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "cli/command.h"
+#include "cli/open_input.h"
 #include "cli/pipeline_flags.h"
 #include "fieldfm/data.h"
 #include "fieldfm/train.h"
@@ -24,7 +25,7 @@ struct TrainFlags {
   std::string model = "ffm", hidden = "100", activation = "relu", optimizer = "adagrad", loss = "logloss",
               unseen = "mean";
   std::string checkpoint, resume, config;
-  bool no_checkpoint = false, quiet = false, no_shuffle = false;
+  bool no_checkpoint = false, quiet = false, no_shuffle = false, cache = false;
   PipelineFlags pipeline;  // --format, --schema, ... shared with the other data commands
   TrainOptions o;
 };
@@ -116,10 +117,10 @@ Status Run(TrainFlags& f) {
 
   const ReadOptions read = ToReadOptions(f.pipeline);
   FIELDFM_ASSIGN_OR_RETURN(FeaturePipeline pipeline, BuildPipeline(f.pipeline, f.train_path));
-  FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> train, pipeline.Open(f.train_path, read));
+  FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> train, OpenInput(pipeline, f.train_path, read, f.cache));
   std::unique_ptr<ExampleSource> valid;
   if (!f.validation_path.empty()) {
-    FIELDFM_ASSIGN_OR_RETURN(valid, pipeline.Open(f.validation_path, read));
+    FIELDFM_ASSIGN_OR_RETURN(valid, OpenInput(pipeline, f.validation_path, read, f.cache));
   }
 
   TrainCallbacks cb;
@@ -171,6 +172,7 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_option("--min-count", o.min_count, "values seen fewer times are unseen")->capture_default_str();
                    app.add_option("--unseen", f->unseen, "mean|zero")->capture_default_str();
                    app.add_flag("--no-shuffle", f->no_shuffle, "keep the input order (libffm --no-rand)");
+                   app.add_flag("--cache", f->cache, "read the data through the binary cache beside it (built once)");
                    app.add_option("--checkpoint", f->checkpoint, "checkpoint file (default MODEL_FILE.ckpt)");
                    app.add_flag("--no-checkpoint", f->no_checkpoint, "write no checkpoint");
                    app.add_option("--resume", f->resume, "continue from this checkpoint");
