@@ -68,8 +68,9 @@ void FusedFfm::Prefetch(std::span<const Feature> row) const {
   for (const Feature& f : row) {
     if (f.index >= emb_->rows) continue;
     const char* p = reinterpret_cast<const char*>(emb_->row(f.index));
-    for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
-    __builtin_prefetch(linear_->row(f.index));
+    // Into L2 only: L1 holds the current row's blocks.
+    for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
+    __builtin_prefetch(linear_->row(f.index), 0, 2);
   }
 }
 
