@@ -6,7 +6,7 @@ Data sets (read from ../shared/data, never copied into the repo):
   criteo8k     criteo_kaggle_8k raw TSV through the criteo preset: train / dev (early stopping) / test
   criteo_ffm   criteo_xlearn_ffm libffm files: train (10% hold-out) / test
   synth        fieldfm synth, 39 fields, 1M train / 100k valid / 200k test rows
-The tree baseline is Debian's xgboost CLI (hist, depth 8, eta 0.1, early stopping on the hold-out) on the
+The tree baseline is Debian's xgboost CLI (hist, depth 8, eta 0.1, 300 rounds: its CLI has no early stopping) on the
 same rows in libsvm form (libffm minus the field). Prints one markdown table.
 Usage: bench/accuracy.py --fieldfm build/release/fieldfm [--sets frappe,criteo8k,criteo_ffm,synth]
 """
@@ -50,10 +50,12 @@ def split_holdout(src, train_out, hold_out, every=10):
             (b if i % every == every - 1 else a).write(line)
 
 
-def to_libsvm(src, dst, field_aware):
-    """libffm -> libsvm (drop the field); labels -1/+1 -> 0/1 for xgboost's binary:logistic."""
+def to_libsvm(src, dst, field_aware, width):
+    """libffm -> libsvm (drop the field); labels -1/+1 -> 0/1 for xgboost's binary:logistic.
+    The first row carries `width-1:0` so every file has the same column count (the CLI
+    refuses a test file with fewer columns than the model)."""
     with open(src) as f, open(dst, "w") as out:
-        for line in f:
+        for n, line in enumerate(f):
             tok = line.split()
             if not tok:
                 continue
@@ -64,6 +66,8 @@ def to_libsvm(src, dst, field_aware):
             for ft in feats:
                 i, v = ft.split(":")
                 d[int(i)] = v
+            if n == 0:
+                d.setdefault(width - 1, "0")
             out.write(y + " " + " ".join(f"{i}:{d[i]}" for i in sorted(d)) + "\n")
 
 
@@ -74,7 +78,7 @@ def xgboost(work, name, train, valid, test, log, threads):
     common = (f'booster = gbtree\nobjective = binary:logistic\ntree_method = hist\nmax_depth = 8\neta = 0.1\n'
               f'nthread = {threads}\neval_metric = logloss\n')
     with open(conf, "w") as f:
-        f.write(common + f'num_round = 300\nearly_stopping_rounds = 20\n'
+        f.write(common + f'num_round = 300\n'
                 f'data = "{train}?format=libsvm"\neval[valid] = "{valid}?format=libsvm"\nmodel_out = "{model}"\n')
     t0 = time.time()
     sh(["xgboost", conf], log)
@@ -143,7 +147,7 @@ def main():
         elif s == "criteo8k":
             d = os.path.join(SHARED, "criteo_kaggle_8k")
             train, valid, test = f"{d}/train.tsv", f"{d}/dev.tsv", f"{d}/test.tsv"
-            extra = ["--preset", "criteo"]
+            extra = ["--preset", "criteo", "--hash-bits", "16"]  # 7.2k rows: 2^16 buckets, not the 2^22 default
             fa = None  # raw TSV: no libsvm form for xgboost here
         elif s == "criteo_ffm":
             d = os.path.join(SHARED, "criteo_xlearn_ffm")
@@ -167,9 +171,11 @@ def main():
             print(rows[-1], flush=True)
         if not a.no_xgboost and fa is not None:
             paths = []
+            width = 1 + max(int(t.split(":")[-2]) for src in (train, valid, test) for l in open(src)
+                            for t in l.split()[1:])
             for src in (train, valid, test):
                 dst = os.path.join(a.work, os.path.basename(src) + ".libsvm")
-                to_libsvm(src, dst, fa)
+                to_libsvm(src, dst, fa, width)
                 paths.append(dst)
             r = xgboost(a.work, s, *paths, log, a.threads)
             rows.append((s, "xgboost", r, floor))

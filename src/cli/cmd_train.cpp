@@ -25,7 +25,7 @@ struct TrainFlags {
   std::string model = "ffm", hidden = "100", activation = "relu", optimizer = "adagrad", loss = "logloss",
               unseen = "mean";
   std::string checkpoint, resume, config;
-  bool no_checkpoint = false, quiet = false, no_shuffle = false, cache = false;
+  bool no_checkpoint = false, no_cache = false, quiet = false, no_shuffle = false;
   PipelineFlags pipeline;  // --format, --schema, ... shared with the other data commands
   TrainOptions o;
 };
@@ -117,10 +117,11 @@ Status Run(TrainFlags& f) {
 
   const ReadOptions read = ToReadOptions(f.pipeline);
   FIELDFM_ASSIGN_OR_RETURN(FeaturePipeline pipeline, BuildPipeline(f.pipeline, f.train_path));
-  FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> train, OpenInput(pipeline, f.train_path, read, f.cache));
+  // Every epoch re-reads the data: parse the text once into the binary cache.
+  FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> train, OpenInput(pipeline, f.train_path, read, !f.no_cache));
   std::unique_ptr<ExampleSource> valid;
   if (!f.validation_path.empty()) {
-    FIELDFM_ASSIGN_OR_RETURN(valid, OpenInput(pipeline, f.validation_path, read, f.cache));
+    FIELDFM_ASSIGN_OR_RETURN(valid, OpenInput(pipeline, f.validation_path, read, !f.no_cache));
   }
 
   TrainCallbacks cb;
@@ -172,9 +173,9 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_option("--min-count", o.min_count, "values seen fewer times are unseen")->capture_default_str();
                    app.add_option("--unseen", f->unseen, "mean|zero")->capture_default_str();
                    app.add_flag("--no-shuffle", f->no_shuffle, "keep the input order (libffm --no-rand)");
-                   app.add_flag("--cache", f->cache, "read the data through the binary cache beside it (built once)");
                    app.add_option("--checkpoint", f->checkpoint, "checkpoint file (default MODEL_FILE.ckpt)");
                    app.add_flag("--no-checkpoint", f->no_checkpoint, "write no checkpoint");
+                   app.add_flag("--no-cache", f->no_cache, "parse the text every epoch instead of caching it beside the input");
                    app.add_option("--resume", f->resume, "continue from this checkpoint");
                    app.add_flag("-q,--quiet", f->quiet, "no progress bar");
                    AddPipelineFlags(app, &f->pipeline);

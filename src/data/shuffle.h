@@ -8,15 +8,10 @@
 #include <numeric>
 #include <vector>
 
+#include "util/mix.h"
+
 namespace fieldfm {
 
-// splitmix64 finaliser: a good 64-bit bijective mixer.
-inline uint64_t Mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 inline uint64_t HashCombine(uint64_t a, uint64_t b) { return Mix64(a ^ (Mix64(b) + 0x632be59bd9b4e019ULL)); }
 

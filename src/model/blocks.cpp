@@ -7,6 +7,8 @@
 #include <immintrin.h>
 #endif
 
+#include "util/mix.h"
+
 namespace fieldfm {
 
 RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training) {
@@ -45,9 +47,19 @@ inline void AxpySlots4(float a, const float* __restrict src, uint32_t stride, fl
 
 // ---- sparse input blocks ---------------------------------------------------
 
+// libffm's instance normalisation: a row's values scaled to unit L2 norm, so
+// pair terms carry 1/Σx² and the linear term 1/sqrt(Σx²).
+inline float InstanceScale(const BatchView& b, size_t r) {
+  float s = 0;
+  for (const Feature& f : b.row(r)) s += f.value * f.value;
+  return s > 0 ? 1.0f / s : 1.0f;
+}
+
 class LinearBlock : public Block {
  public:
-  LinearBlock(ParamStore* store, SparseTable* t) : store_(store), t_(t) { grad_.width = 1; }
+  LinearBlock(ParamStore* store, SparseTable* t, bool normalize) : store_(store), t_(t), normalize_(normalize) {
+    grad_.width = 1;
+  }
   std::string kind() const override { return "linear"; }
   int out_dim() const override { return 1; }
   void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
@@ -58,23 +70,28 @@ class LinearBlock : public Block {
         RowRef rr = ResolveRow(*store_, *t_, f, ctx.training);
         if (rr.p) s += f.value * rr.p[0];
       }
-      (*out)(r, 0) = s;
+      (*out)(r, 0) = s * Scale(b, r);
     }
   }
   void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
                 const RunContext&) override {
-    for (size_t r = 0; r < b.rows; ++r)
+    for (size_t r = 0; r < b.rows; ++r) {
+      const float go = dout(r, 0) * Scale(b, r);
       for (const Feature& f : b.row(r)) {
         if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
-        *grad_.Append(f.index) = f.value * dout(r, 0);
+        *grad_.Append(f.index) = f.value * go;
       }
+    }
   }
   void ZeroGrad() override { grad_.clear(); }
   void Grads(std::vector<DenseGradRef>*, std::vector<SparseGradRef>* s) override { s->push_back({"linear", t_, &grad_}); }
 
  private:
+  float Scale(const BatchView& b, size_t r) const { return normalize_ ? std::sqrt(InstanceScale(b, r)) : 1.0f; }
+
   ParamStore* store_;
   SparseTable* t_;
+  bool normalize_;
   SparseGrad grad_;
 };
 
@@ -163,12 +180,6 @@ class EmbeddingBlock : public Block {
 // ---- interactions ----------------------------------------------------------
 
 // 1 / Σ_i x_i² of row r (1 for an empty row): libffm's instance normalisation.
-inline float InstanceScale(const BatchView& b, size_t r) {
-  float s = 0;
-  for (const Feature& f : b.row(r)) s += f.value * f.value;
-  return s > 0 ? 1.0f / s : 1.0f;
-}
-
 class FmBlock : public Block {
  public:
   FmBlock(uint32_t fields, uint32_t k, bool per_dim, bool normalize = false)
@@ -441,13 +452,6 @@ class ActivationBlock : public Block {
   int dim_;
 };
 
-inline uint64_t Mix64(uint64_t z) {  // splitmix64 finaliser
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 class DropoutBlock : public Block {
  public:
   DropoutBlock(float p, int dim, uint64_t salt) : p_(p), dim_(dim), salt_(salt) {}
@@ -654,8 +658,8 @@ void LossBlock::Backward(const BatchView& b, std::span<const Mat* const>, const 
 
 // ---- factories ---------------------------------------------------------------
 
-std::unique_ptr<Block> MakeLinear(ParamStore* store, SparseTable* table) {
-  return std::make_unique<LinearBlock>(store, table);
+std::unique_ptr<Block> MakeLinear(ParamStore* store, SparseTable* table, bool normalize) {
+  return std::make_unique<LinearBlock>(store, table, normalize);
 }
 std::unique_ptr<Block> MakeEmbeddingPool(ParamStore* store, SparseTable* table, bool mean) {
   return std::make_unique<EmbeddingBlock>(store, table, mean, "embedding");

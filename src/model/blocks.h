@@ -78,7 +78,7 @@ struct RowRef {
 RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training);
 
 // φ = Σ_i w_j(i) x_i (one weight per index; unseen values weigh 0).
-std::unique_ptr<Block> MakeLinear(ParamStore* store, SparseTable* table);
+std::unique_ptr<Block> MakeLinear(ParamStore* store, SparseTable* table, bool normalize = false);
 // e_f = Σ_{i in field f} v_j(i) x_i (or the mean): B x (F*k).
 std::unique_ptr<Block> MakeEmbeddingPool(ParamStore* store, SparseTable* table, bool mean);
 // e_{f,g} = Σ_{i in field f} v_{j(i),g} x_i: B x (F*F*k), laid out [f][g][k].

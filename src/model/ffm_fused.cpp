@@ -1,6 +1,7 @@
 #include "model/ffm_fused.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "model/blocks.h"
 
@@ -37,6 +38,7 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
       vec_[m++] = vec_[f];
     }
   const float scale = norm > 0 ? 1.0f / norm : 1.0f;
+  if (normalize_) linear *= std::sqrt(scale);
   __m128 acc = _mm_setzero_ps();
   for (uint32_t i = 0; i < m; ++i) {
     const Feature& fa = *by_field_[i];
@@ -116,6 +118,9 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   for (const Feature& f : row) linear += f.value * linear_->row(f.index)[0];
   for (const Feature& f : row) norm += f.value * f.value;
   const float scale = norm > 0 ? 1.0f / norm : 1.0f;
+  // Instance normalisation: pairs carry 1/Σx², the linear term 1/sqrt(Σx²).
+  const float linear_scale = normalize_ ? std::sqrt(scale) : 1.0f;
+  linear *= linear_scale;
   const uint32_t ss = emb_->slot_stride();
   __m128 acc = _mm_setzero_ps();
   for (uint32_t i = 0; i < m; ++i) {
@@ -146,8 +151,9 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   // Backward and update: bias, linear rows, then the field-aware pairs.
   float g = LossBlock::RowGrad(loss_, p, y, w);
   UpdateDense(c, bias_->l2 ? c.lambda_dense : 0.0f, step, bias_, &g);
+  const float g_linear = g * linear_scale;
   for (const Feature& f : row) {
-    const float gl = f.value * g;
+    const float gl = f.value * g_linear;
     UpdateRow(c, c.lambda_embedding, step, linear_->row(f.index), &gl, 1, 1, linear_->slot_stride());
   }
   const __m128 vgo = _mm_set1_ps(normalize_ ? g * scale : g);

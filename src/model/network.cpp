@@ -5,25 +5,21 @@
 
 #include <fmt/format.h>
 
+#include "util/mix.h"
+
 namespace fieldfm {
 
 namespace {
 
-uint64_t Mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 // Deterministic uniform stream per (seed, parameter name).
 class InitRng {
  public:
-  InitRng(uint64_t seed, const std::string& name) : s_(Mix(seed)) {
-    for (char c : name) s_ = Mix(s_ ^ uint8_t(c));
+  InitRng(uint64_t seed, const std::string& name) : s_(Mix64(seed)) {
+    for (char c : name) s_ = Mix64(s_ ^ uint8_t(c));
   }
   float Uniform(float lo, float hi) {
-    s_ = Mix(s_);
+    s_ = Mix64(s_);
     return lo + (hi - lo) * float(double(s_ >> 11) * 0x1.0p-53);
   }
 
@@ -108,7 +104,7 @@ struct Declare {
   GraphBuilder& g;
 
   int Bias() { return g.Add(MakeBias(g.Dense("bias", 1, GraphBuilder::Init::kZero)), {}); }
-  int Linear() { return g.Add(MakeLinear(g.store(), g.Table("linear", 1, 1, 0.0f)), {}); }
+  int Linear() { return g.Add(MakeLinear(g.store(), g.Table("linear", 1, 1, 0.0f), s.normalize), {}); }
   int Embedding() {
     return g.Add(MakeEmbeddingPool(g.store(), g.Table("embedding", 1, s.k, kEmbeddingInit), s.mean_pooling), {});
   }

@@ -21,16 +21,12 @@
 #include "train/metrics.h"
 #include "train/model_data.h"
 
+#include "util/mix.h"
+
 namespace fieldfm {
 
 namespace {
 
-uint64_t Mix(uint64_t z) {
-  z += 0x9e3779b97f4a7c15ULL;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 float DefaultLearningRate(OptimizerType t) {
   switch (t) {
@@ -177,7 +173,7 @@ void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const ui
       }
       v = w.batch.view();
     }
-    const RunContext ctx{true, Mix(seed + s)};
+    const RunContext ctx{true, Mix64(seed + s)};
     const std::span<const Feature> next = e < order.size() ? block.row(order[e]) : std::span<const Feature>();
     w.net->TrainStep(v, ctx, opt_, ++step_, next);
     w.loss += w.net->step_loss_sum();
@@ -198,18 +194,18 @@ Status Trainer::Epoch(int epoch, EpochReport* report) {
     if (n == 0) break;
     order.resize(n);
     std::iota(order.begin(), order.end(), 0u);
-    const uint64_t block_seed = Mix(Mix(o_.seed ^ Mix(uint64_t(epoch))) + block_no);
+    const uint64_t block_seed = Mix64(Mix64(o_.seed ^ Mix64(uint64_t(epoch))) + block_no);
     if (o_.shuffle)
-      for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[Mix(block_seed + i) % (i + 1)]);
+      for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[Mix64(block_seed + i) % (i + 1)]);
     const size_t T = workers_.size(), per = (n + T - 1) / T;
     std::vector<std::thread> threads;
     for (size_t t = 1; t < T && t * per < n; ++t) {
       const size_t b = t * per, e = std::min(n, b + per);
       threads.emplace_back([&, t, b, e] {
-        TrainRows(workers_[t], block, std::span(order).subspan(b, e - b), Mix(block_seed ^ (t << 40)));
+        TrainRows(workers_[t], block, std::span(order).subspan(b, e - b), Mix64(block_seed ^ (t << 40)));
       });
     }
-    TrainRows(workers_[0], block, std::span(order).subspan(0, std::min(n, per)), Mix(block_seed));
+    TrainRows(workers_[0], block, std::span(order).subspan(0, std::min(n, per)), Mix64(block_seed));
     for (auto& th : threads) th.join();
     rows += n;
     if (cb_.on_progress) {

@@ -82,9 +82,27 @@ struct SparseFixture {
 };
 
 TEST(BlockGradients, Linear) {
+  for (bool normalize : {false, true}) {
+    SparseFixture fx;
+    auto b = MakeLinear(&fx.store, fx.Table("linear", 1, 1), normalize);
+    CheckBlock(*b, fx.data.view(), {});
+  }
+}
+
+TEST(Blocks, NormalisedLinearScalesByInverseL2NormOfTheRow) {
   SparseFixture fx;
-  auto b = MakeLinear(&fx.store, fx.Table("linear", 1, 1));
-  CheckBlock(*b, fx.data.view(), {});
+  SparseTable* t = fx.Table("linear", 1, 1);
+  auto plain = MakeLinear(&fx.store, t, false);
+  auto normed = MakeLinear(&fx.store, t, true);
+  Mat a, b;
+  RunContext ctx;
+  plain->Forward(fx.data.view(), {}, &a, ctx);
+  normed->Forward(fx.data.view(), {}, &b, ctx);
+  for (size_t r = 0; r < fx.data.rows(); ++r) {
+    double sq = 0;
+    for (const Feature& f : fx.data.row(r)) sq += double(f.value) * f.value;
+    EXPECT_NEAR(b(r, 0), a(r, 0) / std::sqrt(sq), 1e-5) << "row " << r;
+  }
 }
 
 TEST(BlockGradients, EmbeddingSumAndMeanPooling) {

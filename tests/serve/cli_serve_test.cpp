@@ -125,6 +125,22 @@ TEST_F(CliServeTest, ServesReloadsOnSighupAndDrainsOnSigterm) {
   }
   const std::string version = answer["model_version"];
 
+  // The server answers exactly what `fieldfm predict` writes for the same rows.
+  {
+    const std::string rows = dir_ + "/rows.ffm", pred = dir_ + "/pred.txt";
+    std::ofstream out(rows);
+    for (const auto& inst : instances) out << "0 " << inst.get<std::string>() << "\n";
+    out.close();
+    ASSERT_EQ(RunCommand({FIELDFM_BINARY, "predict", model_, rows, "-o", pred}, log_), 0) << ReadAll(log_);
+    std::ifstream in(pred);
+    size_t i = 0;
+    for (std::string line; std::getline(in, line); ++i) {
+      ASSERT_LT(i, instances.size());
+      EXPECT_NEAR(answer["predictions"][i].get<double>(), std::stod(line), 2e-6) << "instance " << i;
+    }
+    EXPECT_EQ(i, instances.size());
+  }
+
   ASSERT_EQ(kill(pid, SIGHUP), 0);
   for (int i = 0; i < 3000 && ReadAll(log_).find("loaded in") == ReadAll(log_).rfind("loaded in"); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));  // until a second "loaded in" line
