@@ -17,7 +17,9 @@
 
 namespace fieldfm {
 
-class FusedFfm {
+// Cache-line aligned, scratch included: each training thread owns one and
+// writes its scratch every row, so no line is shared between threads.
+class alignas(64) FusedFfm {
  public:
   FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields, bool normalize,
            LossType loss, bool use_weights);
@@ -45,10 +47,12 @@ class FusedFfm {
   bool use_weights_;
   // Per-row scratch: the row's features ordered by field, and each field's
   // position in that order (-1: absent).
-  std::vector<const Feature*> by_field_;
-  std::vector<int32_t> pos_;
-  std::vector<uint32_t> sorted_index_;
-  std::vector<RowRef> vec_;  // inference: each present field's resolved row
+  template <typename T>
+  using Scratch = std::vector<T, AlignedAllocator<T>>;
+  Scratch<const Feature*> by_field_;
+  Scratch<int32_t> pos_;
+  Scratch<uint32_t> sorted_index_;
+  Scratch<RowRef> vec_;  // inference: each present field's resolved row
 };
 
 }  // namespace fieldfm

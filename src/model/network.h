@@ -15,7 +15,7 @@
 
 namespace fieldfm {
 
-class Network {
+class alignas(64) Network {  // aligned: one per training thread, written every row
  public:
   // Builds the graph of `spec`. Parameters missing from `store` are created
   // (optimizer state for `store->state` floats per weight) and initialised
