@@ -7,6 +7,41 @@
 
 namespace fieldfm {
 
+namespace {
+
+#ifdef __AVX2__
+// Two pairs at once: lanes 0-3 belong to one slot, 4-7 to another. Every
+// operation is lane-wise, so each slot gets exactly the bytes of the 4-wide
+// AdaGradSlot4 (the generic graph's update).
+inline __m256 Load2(const float* lo, const float* hi) {
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
+}
+inline void Store2(float* lo, float* hi, __m256 v) {
+  _mm_storeu_ps(lo, _mm256_castps256_ps128(v));
+  _mm_storeu_ps(hi, _mm256_extractf128_ps(v, 1));
+}
+inline void AdaGradSlots4x2(__m256 lr, __m256 lambda, float* w0, float* w1, __m256 wv, __m256 grad) {
+  const __m256 g = _mm256_add_ps(grad, _mm256_mul_ps(lambda, wv));
+  const __m256 acc = _mm256_add_ps(Load2(w0 + 4, w1 + 4), _mm256_mul_ps(g, g));
+  Store2(w0 + 4, w1 + 4, acc);
+  __m256 r = _mm256_rsqrt_ps(acc);
+  r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), r),
+                    _mm256_sub_ps(_mm256_set1_ps(3.0f), _mm256_mul_ps(acc, _mm256_mul_ps(r, r))));
+  Store2(w0, w1, _mm256_sub_ps(wv, _mm256_mul_ps(_mm256_mul_ps(lr, g), r)));
+}
+#endif
+
+// Starts loading one feature's table rows into L2 (L1 holds the current row's).
+inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, const Feature& f) {
+  if (f.index >= emb.rows || f.index >= linear.rows) return;
+  const size_t row_bytes = emb.row_stride() * sizeof(float);
+  const char* p = reinterpret_cast<const char*>(emb.row(f.index));
+  for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
+  __builtin_prefetch(linear.row(f.index), 0, 2);
+}
+
+}  // namespace
+
 FusedFfm::FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields, bool normalize,
                    LossType loss, bool use_weights)
     : bias_(bias), linear_(linear), emb_(embedding), F_(fields), normalize_(normalize), loss_(loss),
@@ -66,14 +101,7 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
 }
 
 void FusedFfm::Prefetch(std::span<const Feature> row) const {
-  const size_t row_bytes = emb_->row_stride() * sizeof(float);
-  for (const Feature& f : row) {
-    if (f.index >= emb_->rows) continue;
-    const char* p = reinterpret_cast<const char*>(emb_->row(f.index));
-    // Into L2 only: L1 holds the current row's blocks.
-    for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
-    __builtin_prefetch(linear_->row(f.index), 0, 2);
-  }
+  for (const Feature& f : row) PrefetchFeature(*emb_, *linear_, f);
 }
 
 bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
@@ -111,7 +139,6 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
       by_field_[m] = &row[pos_[f]];
       pos_[f] = int32_t(m++);
     }
-  if (!next.empty()) Prefetch(next);
 
   // Forward, in the generic graph's order of operations.
   float linear = 0, norm = 0;
@@ -152,17 +179,42 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   float g = LossBlock::RowGrad(loss_, p, y, w);
   UpdateDense(c, bias_->l2 ? c.lambda_dense : 0.0f, step, bias_, &g);
   const float g_linear = g * linear_scale;
-  for (const Feature& f : row) {
-    const float gl = f.value * g_linear;
-    UpdateRow(c, c.lambda_embedding, step, linear_->row(f.index), &gl, 1, 1, linear_->slot_stride());
+  for (const Feature& f : row) {  // UpdateRow's AdaGrad on one weight, inlined
+    float* wl = linear_->row(f.index);
+    const float gl = f.value * g_linear + c.lambda_embedding * wl[0];
+    wl[1] += gl * gl;
+    wl[0] -= c.lr * gl / std::sqrt(wl[1]);
   }
   const __m128 vgo = _mm_set1_ps(normalize_ ? g * scale : g);
   const __m128 vlr = _mm_set1_ps(c.lr), vlambda = _mm_set1_ps(c.lambda_embedding), zero = _mm_setzero_ps();
+#ifdef __AVX2__
+  const __m256 vgo8 = _mm256_set1_ps(normalize_ ? g * scale : g);
+  const __m256 vlr8 = _mm256_set1_ps(c.lr), vlambda8 = _mm256_set1_ps(c.lambda_embedding);
+#endif
   for (uint32_t i = 0; i < m; ++i) {
     const Feature& fa = *by_field_[i];
     float* ra = emb_->row(fa.index);
+    // The next row's tables load while this one updates, one feature per i.
+    if (i < next.size()) PrefetchFeature(*emb_, *linear_, next[i]);
     const __m128 xa = _mm_set1_ps(fa.value);
-    for (uint32_t j = i + 1; j < m; ++j) {
+    uint32_t j = i + 1;
+#ifdef __AVX2__
+    const __m256 xa8 = _mm256_set1_ps(fa.value);
+    for (; j + 1 < m; j += 2) {
+      const Feature& fb0 = *by_field_[j];
+      const Feature& fb1 = *by_field_[j + 1];
+      const __m256 xb8 = _mm256_insertf128_ps(_mm256_set1_ps(fb0.value), _mm_set1_ps(fb1.value), 1);
+      float* pa0 = ra + fb0.field * ss;
+      float* pa1 = ra + fb1.field * ss;
+      float* pb0 = emb_->row(fb0.index) + fa.field * ss;
+      float* pb1 = emb_->row(fb1.index) + fa.field * ss;
+      const __m256 wa = Load2(pa0, pa1), wb = Load2(pb0, pb1);
+      const __m256 ea = _mm256_mul_ps(xa8, wa), eb = _mm256_mul_ps(xb8, wb);
+      AdaGradSlots4x2(vlr8, vlambda8, pa0, pa1, wa, _mm256_mul_ps(xa8, _mm256_mul_ps(vgo8, eb)));
+      AdaGradSlots4x2(vlr8, vlambda8, pb0, pb1, wb, _mm256_mul_ps(xb8, _mm256_mul_ps(vgo8, ea)));
+    }
+#endif
+    for (; j < m; ++j) {
       const Feature& fb = *by_field_[j];
       const __m128 xb = _mm_set1_ps(fb.value);
       float* pa = ra + fb.field * ss;
@@ -175,6 +227,7 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
     for (uint32_t h = 0; h < F_; ++h)
       if (pos_[h] < 0 || h == fa.field) AdaGradSlot4(vlr, vlambda, ra + h * ss, zero);
   }
+  for (size_t i = m; i < next.size(); ++i) PrefetchFeature(*emb_, *linear_, next[i]);
   return true;
 #endif
 }
