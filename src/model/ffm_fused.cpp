@@ -47,11 +47,13 @@ FusedFfm::FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding
     : bias_(bias), linear_(linear), emb_(embedding), F_(fields), normalize_(normalize), loss_(loss),
       use_weights_(use_weights), by_field_(fields), pos_(fields, -1), vec_(fields) {}
 
-bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, float* pred) {
+bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
+                       std::span<const Feature> next) {
 #ifndef __SSE__
   return false;
 #else
   if (emb_->k != 4) return false;
+  Prefetch(next);
   std::fill(pos_.begin(), pos_.end(), -1);
   float linear = 0, norm = 0;
   for (size_t i = 0; i < row.size(); ++i) {

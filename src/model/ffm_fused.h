@@ -32,7 +32,9 @@ class alignas(64) FusedFfm {
 
   // Inference (unseen rule applied as in blocks.h ResolveRow): the prediction
   // of one row, or false when a field has several features.
-  bool Predict(const ParamStore& store, std::span<const Feature> row, float* pred);
+  // `next` (may be empty) is prefetched.
+  bool Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
+               std::span<const Feature> next = {});
 
   // Starts loading the table rows of `row`'s features.
   void Prefetch(std::span<const Feature> row) const;

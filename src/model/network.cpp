@@ -262,7 +262,8 @@ void Network::Predict(const ParamStore& store, const BatchView& b, std::span<flo
     return;
   }
   for (size_t r = 0; r < b.rows; ++r) {
-    if (fused_ffm_->Predict(store, b.row(r), &out[r])) continue;
+    const auto next = r + 1 < b.rows ? b.row(r + 1) : std::span<const Feature>();
+    if (fused_ffm_->Predict(store, b.row(r), &out[r], next)) continue;
     Forward(b.slice(r, r + 1), ctx);
     out[r] = predictions()(0, 0);
   }
