@@ -198,6 +198,10 @@ Result<std::unique_ptr<Network>> Network::Build(const ModelSpec& spec, ParamStor
         &store->dense.at("bias"), &store->sparse.at("linear"),
         spec.type == ModelType::kFm ? &store->sparse.at("embedding") : nullptr, spec.num_fields, spec.normalize,
         spec.mean_pooling, spec.loss, use_weights);
+  if (spec.type == ModelType::kFfm && spec.k == 4)
+    net->fused_ffm_ = std::make_unique<FusedFfm>(&store->dense.at("bias"), &store->sparse.at("linear"),
+                                                 &store->sparse.at("field_aware_embedding"), spec.num_fields,
+                                                 spec.normalize, spec.loss, use_weights);
   return net;
 }
 
@@ -304,7 +308,8 @@ void Network::ApplySparse(const OptimizerConfig& c, uint64_t step) {
 
 void Network::TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
                         std::span<const Feature> next) {
-  if (fused_on_ && linear_fm_ && linear_fm_->Step(b, c, step, next, &step_loss_, &step_weight_)) {
+  if (fused_on_ && ((linear_fm_ && linear_fm_->Step(b, c, step, next, &step_loss_, &step_weight_)) ||
+                    (fused_ffm_ && fused_ffm_->Step(b, c, step, next, &step_loss_, &step_weight_)))) {
     ++fused_steps_;
     return;
   }
@@ -320,6 +325,21 @@ void Network::TrainStep(const BatchView& b, const RunContext& ctx, const Optimiz
   ApplySparse(c, step);
   step_loss_ = loss_->loss_sum();
   step_weight_ = loss_->weight_sum();
+}
+
+void Network::Predict(const ParamStore& store, const BatchView& b, std::span<float> out) {
+  const RunContext ctx{false, 0};
+  if (!fused_on_ || !fused_ffm_) {
+    Forward(b, ctx);
+    for (size_t r = 0; r < b.rows; ++r) out[r] = predictions()(r, 0);
+    return;
+  }
+  for (size_t r = 0; r < b.rows; ++r) {
+    const auto next = r + 1 < b.rows ? b.row(r + 1) : std::span<const Feature>();
+    if (fused_ffm_->Predict(store, b.row(r), &out[r], next)) continue;
+    Forward(b.slice(r, r + 1), ctx);
+    out[r] = predictions()(0, 0);
+  }
 }
 
 std::vector<DenseGradRef> Network::DenseGrads() { return dense_refs_; }

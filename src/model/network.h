@@ -11,11 +11,12 @@
 #include "fieldfm/model.h"
 #include "fieldfm/status.h"
 #include "model/blocks.h"
+#include "model/ffm_fused.h"
 #include "model/params.h"
 
 namespace fieldfm {
 
-class Network {
+class alignas(64) Network {  // aligned: one per training thread, written every row
  public:
   // Builds the graph of `spec`. Parameters missing from `store` are created
   // (optimizer state for `store->state` floats per weight) and initialised
@@ -34,8 +35,9 @@ class Network {
   void ApplyDense(const OptimizerConfig& c, uint64_t step);
   void ApplySparse(const OptimizerConfig& c, uint64_t step);
   // ZeroGrad, Forward, Backward and Apply on `b`, or a fused kernel that
-  // gives the same bytes where one exists (lr and fm: one row per step, not
-  // Adam). `next` (may be empty): the next step's first row, to prefetch.
+  // gives the same bytes where one exists (one row per step: lr and fm not
+  // with Adam; ffm with k = 4 and AdaGrad). `next` (may be empty): the next
+  // step's first row, to prefetch.
   // Its loss is step_loss_sum() / step_weight_sum().
   void TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
                  std::span<const Feature> next = {});
@@ -48,6 +50,9 @@ class Network {
   void set_dense_mutex(std::mutex* mu) { dense_mutex_ = mu; }
   uint64_t fused_steps() const { return fused_steps_; }
 
+  // Inference predictions of `b` into out[0, b.rows): Forward, or a fused
+  // kernel with the same result where one exists (ffm, k = 4).
+  void Predict(const ParamStore& store, const BatchView& b, std::span<float> out);
   const Mat& predictions() const { return nodes_.back().out; }
   const LossBlock& loss() const { return *loss_; }
   // The score φ before the output link.
@@ -75,6 +80,7 @@ class Network {
   std::vector<const Mat*> in_scratch_;
   std::vector<Mat*> din_scratch_;
   std::unique_ptr<LinearFmStep> linear_fm_;
+  std::unique_ptr<FusedFfm> fused_ffm_;
   bool fused_on_ = true;
   std::mutex* dense_mutex_ = nullptr;
   uint64_t fused_steps_ = 0;

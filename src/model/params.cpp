@@ -83,22 +83,12 @@ void BiasCorrections(const OptimizerConfig& c, OptimizerType type, uint64_t step
 namespace {
 
 // AdaGrad on slots of 4 weights followed by 4 accumulators (k = 4, the common
-// FFM case): one SSE vector per slot. 1/sqrt is the hardware estimate refined
-// by one Newton step (relative error ~1e-7, no division in the loop).
+// FFM case): one SSE vector per slot.
 void AdaGradRow4(float lr, float lambda, float* row, const float* grad, uint32_t slots, uint32_t slot_stride) {
 #ifdef __SSE__
   const __m128 vlr = _mm_set1_ps(lr), vlambda = _mm_set1_ps(lambda);
-  const __m128 half = _mm_set1_ps(0.5f), three = _mm_set1_ps(3.0f);
-  for (uint32_t s = 0; s < slots; ++s) {
-    float* w = row + size_t(s) * slot_stride;
-    const __m128 wv = _mm_loadu_ps(w);
-    const __m128 g = _mm_add_ps(_mm_loadu_ps(grad + 4 * s), _mm_mul_ps(vlambda, wv));
-    const __m128 acc = _mm_add_ps(_mm_loadu_ps(w + 4), _mm_mul_ps(g, g));
-    _mm_storeu_ps(w + 4, acc);
-    __m128 r = _mm_rsqrt_ps(acc);  // r' = r (3 - acc r²) / 2
-    r = _mm_mul_ps(_mm_mul_ps(half, r), _mm_sub_ps(three, _mm_mul_ps(acc, _mm_mul_ps(r, r))));
-    _mm_storeu_ps(w, _mm_sub_ps(wv, _mm_mul_ps(_mm_mul_ps(vlr, g), r)));
-  }
+  for (uint32_t s = 0; s < slots; ++s)
+    AdaGradSlot4(vlr, vlambda, row + size_t(s) * slot_stride, _mm_loadu_ps(grad + 4 * s));
 #else
   for (uint32_t s = 0; s < slots; ++s) {
     float* w = row + size_t(s) * slot_stride;

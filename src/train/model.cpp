@@ -100,13 +100,9 @@ void PredictBatch(const Model& model, const BatchView& batch, std::span<float> o
     std::fill(out.begin(), out.end(), 0.0f);
     return;
   }
-  const RunContext ctx{false, 0};
   for (size_t begin = 0; begin < batch.rows; begin += kPredictChunk) {
     const size_t end = std::min(batch.rows, begin + kPredictChunk);
-    const BatchView v = batch.slice(begin, end);
-    net->Forward(v, ctx);
-    const Mat& p = net->predictions();
-    for (size_t r = 0; r < v.rows; ++r) out[begin + r] = p(r, 0);
+    net->Predict(model.store, batch.slice(begin, end), out.subspan(begin, end - begin));
   }
   pool.Release(std::move(net));
 }

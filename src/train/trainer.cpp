@@ -67,11 +67,14 @@ double MeanLoss(LossType l, double loss_sum, double weight_sum) {
   return IsClassification(l) ? mean : std::sqrt(2 * mean);  // ½ e² -> RMSE
 }
 
-// Cache-line aligned: threads write their own Worker every step.
+// Rows a training thread claims at a time from its block.
+constexpr size_t kChunkRows = 1024;
+
+// Cache-line aligned: each thread writes its accumulators every row.
 struct alignas(64) Worker {
+  double loss = 0, weight = 0;
   std::unique_ptr<Network> net;
   ExampleBlock batch;
-  double loss = 0, weight = 0;
 };
 
 class Trainer {
@@ -85,7 +88,8 @@ class Trainer {
   Status CountValues();
   Status Setup(const std::string& pipeline_json);
   Status Epoch(int epoch, EpochReport* report);
-  void TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed);
+  void TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed,
+                 uint64_t step_base, std::atomic<size_t>* cursor);
   Status Validate(EpochReport* report, double* score);
   std::map<std::string, std::vector<float>> SnapshotSparse() const;
   std::map<std::string, std::vector<float>> SnapshotDense() const;
@@ -190,42 +194,43 @@ Status Trainer::Setup(const std::string& pipeline_json) {
   return Status::Ok();
 }
 
-void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed) {
+void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed,
+                        uint64_t step_base, std::atomic<size_t>* cursor) {
   const size_t bs = o_.batch_size;
+  const size_t chunk = (kChunkRows + bs - 1) / bs * bs;  // whole batches
   // One-row steps read the block in place (no copy into the worker's batch).
   const bool in_place = bs == 1 && (block.weights.empty() || block.weights.size() >= block.rows());
-  // This thread's step numbers, reserved at once: one shared counter bumped
-  // per step would bounce its cache line between threads every row.
-  uint64_t step = step_.fetch_add((order.size() + bs - 1) / bs);
-  double loss = 0, weight = 0;
-  for (size_t s = 0; s < order.size(); s += bs) {
-    const size_t e = std::min(order.size(), s + bs);
-    BatchView v;
-    if (in_place) {
-      const uint32_t r = order[s];
-      v = BatchView{block.labels.data() + r, block.weights.empty() ? nullptr : block.weights.data() + r,
-                    block.offsets.data() + r, block.features.data(), 1};
-    } else {
-      w.batch.clear();
-      for (size_t i = s; i < e; ++i) {
-        const uint32_t r = order[i];
-        w.batch.add(block.labels[r], r < block.weights.size() ? block.weights[r] : 1.0f, block.row(r));
+  for (;;) {
+    const size_t c0 = cursor->fetch_add(chunk, std::memory_order_relaxed);
+    if (c0 >= order.size()) break;
+    const size_t c1 = std::min(order.size(), c0 + chunk);
+    for (size_t s = c0; s < c1; s += bs) {
+      const size_t e = std::min(c1, s + bs);
+      BatchView v;
+      if (in_place) {
+        const uint32_t r = order[s];
+        v = BatchView{block.labels.data() + r, block.weights.empty() ? nullptr : block.weights.data() + r,
+                      block.offsets.data() + r, block.features.data(), 1};
+      } else {
+        w.batch.clear();
+        for (size_t i = s; i < e; ++i) {
+          const uint32_t r = order[i];
+          w.batch.add(block.labels[r], r < block.weights.size() ? block.weights[r] : 1.0f, block.row(r));
+        }
+        v = w.batch.view();
       }
-      v = w.batch.view();
+      if (in_place && s + 2 < c1) {  // the row after next: its features (a random place in the block)
+        const char* p = reinterpret_cast<const char*>(block.features.data() + block.offsets[order[s + 2]]);
+        const char* end = reinterpret_cast<const char*>(block.features.data() + block.offsets[order[s + 2] + 1]);
+        for (; p < end; p += 64) __builtin_prefetch(p);
+      }
+      const RunContext ctx{true, Mix64(seed + s)};
+      const std::span<const Feature> next = e < c1 ? block.row(order[e]) : std::span<const Feature>();
+      w.net->TrainStep(v, ctx, opt_, step_base + s / bs + 1, next);
+      w.loss += w.net->step_loss_sum();
+      w.weight += w.net->step_weight_sum();
     }
-    if (in_place && s + 2 < order.size()) {  // the row after next: its features (a random place in the block)
-      const char* p = reinterpret_cast<const char*>(block.features.data() + block.offsets[order[s + 2]]);
-      const char* end = reinterpret_cast<const char*>(block.features.data() + block.offsets[order[s + 2] + 1]);
-      for (; p < end; p += 64) __builtin_prefetch(p);
-    }
-    const RunContext ctx{true, Mix64(seed + s)};
-    const std::span<const Feature> next = e < order.size() ? block.row(order[e]) : std::span<const Feature>();
-    w.net->TrainStep(v, ctx, opt_, ++step, next);
-    loss += w.net->step_loss_sum();
-    weight += w.net->step_weight_sum();
   }
-  w.loss += loss;
-  w.weight += weight;
 }
 
 Status Trainer::Epoch(int epoch, EpochReport* report) {
@@ -246,16 +251,19 @@ Status Trainer::Epoch(int epoch, EpochReport* report) {
     const uint64_t block_seed = Mix64(Mix64(o_.seed ^ Mix64(uint64_t(epoch))) + block_no);
     if (o_.shuffle)
       for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[Mix64(block_seed + i) % (i + 1)]);
-    const size_t T = workers_.size(), per = (n + T - 1) / T;
+    // Threads claim chunks of the block from one cursor, so a thread slowed
+    // by other load does not hold the rest at the block's end. A batch's seed
+    // and optimizer step follow from its position in the block alone (no
+    // shared counter written per row).
+    const size_t T = std::min(workers_.size(), (n + kChunkRows - 1) / kChunkRows);
+    const uint64_t step_base = step_;
+    std::atomic<size_t> cursor{0};
     std::vector<std::thread> threads;
-    for (size_t t = 1; t < T && t * per < n; ++t) {
-      const size_t b = t * per, e = std::min(n, b + per);
-      threads.emplace_back([&, t, b, e] {
-        TrainRows(workers_[t], block, std::span(order).subspan(b, e - b), Mix64(block_seed ^ (t << 40)));
-      });
-    }
-    TrainRows(workers_[0], block, std::span(order).subspan(0, std::min(n, per)), Mix64(block_seed));
+    for (size_t t = 1; t < T; ++t)
+      threads.emplace_back([&, t] { TrainRows(workers_[t], block, order, Mix64(block_seed), step_base, &cursor); });
+    TrainRows(workers_[0], block, order, Mix64(block_seed), step_base, &cursor);
     for (auto& th : threads) th.join();
+    step_ = step_base + (n + o_.batch_size - 1) / o_.batch_size;
     rows += n;
     if (cb_.on_progress) {
       double loss = 0, weight = 0;

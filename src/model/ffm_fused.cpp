@@ -1,0 +1,237 @@
+#include "model/ffm_fused.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "model/blocks.h"
+
+namespace fieldfm {
+
+namespace {
+
+#ifdef __AVX2__
+// Two pairs at once: lanes 0-3 belong to one slot, 4-7 to another. Every
+// operation is lane-wise, so each slot gets exactly the bytes of the 4-wide
+// AdaGradSlot4 (the generic graph's update).
+inline __m256 Load2(const float* lo, const float* hi) {
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
+}
+inline void Store2(float* lo, float* hi, __m256 v) {
+  _mm_storeu_ps(lo, _mm256_castps256_ps128(v));
+  _mm_storeu_ps(hi, _mm256_extractf128_ps(v, 1));
+}
+inline void AdaGradSlots4x2(__m256 lr, __m256 lambda, float* w0, float* w1, __m256 wv, __m256 grad) {
+  const __m256 g = _mm256_add_ps(grad, _mm256_mul_ps(lambda, wv));
+  const __m256 acc = _mm256_add_ps(Load2(w0 + 4, w1 + 4), _mm256_mul_ps(g, g));
+  Store2(w0 + 4, w1 + 4, acc);
+  __m256 r = _mm256_rsqrt_ps(acc);
+  r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), r),
+                    _mm256_sub_ps(_mm256_set1_ps(3.0f), _mm256_mul_ps(acc, _mm256_mul_ps(r, r))));
+  Store2(w0, w1, _mm256_sub_ps(wv, _mm256_mul_ps(_mm256_mul_ps(lr, g), r)));
+}
+#endif
+
+// Starts loading one feature's table rows into L2 (L1 holds the current row's).
+inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, const Feature& f) {
+  if (f.index >= emb.rows || f.index >= linear.rows) return;
+  const size_t row_bytes = emb.row_stride() * sizeof(float);
+  const char* p = reinterpret_cast<const char*>(emb.row(f.index));
+  for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
+  __builtin_prefetch(linear.row(f.index), 0, 2);
+}
+
+}  // namespace
+
+FusedFfm::FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields, bool normalize,
+                   LossType loss, bool use_weights)
+    : bias_(bias), linear_(linear), emb_(embedding), F_(fields), normalize_(normalize), loss_(loss),
+      use_weights_(use_weights), by_field_(fields), pos_(fields, -1), vec_(fields) {}
+
+bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
+                       std::span<const Feature> next) {
+#ifndef __SSE__
+  return false;
+#else
+  if (emb_->k != 4) return false;
+  Prefetch(next);
+  std::fill(pos_.begin(), pos_.end(), -1);
+  float linear = 0, norm = 0;
+  for (size_t i = 0; i < row.size(); ++i) {
+    const Feature& f = row[i];
+    norm += f.value * f.value;
+    const RowRef lr = ResolveRow(store, *linear_, f, false);
+    if (lr.p) linear += f.value * lr.p[0];
+    const RowRef er = ResolveRow(store, *emb_, f, false);
+    if (!er.p) continue;
+    if (pos_[f.field] >= 0) return false;
+    pos_[f.field] = int32_t(i);
+    vec_[f.field] = er;
+  }
+  // Present fields in field order; vec_ compacted alongside.
+  uint32_t m = 0;
+  for (uint32_t f = 0; f < F_; ++f)
+    if (pos_[f] >= 0) {
+      by_field_[m] = &row[pos_[f]];
+      vec_[m++] = vec_[f];
+    }
+  const float scale = norm > 0 ? 1.0f / norm : 1.0f;
+  if (normalize_) linear *= std::sqrt(scale);
+  __m128 acc = _mm_setzero_ps();
+  for (uint32_t i = 0; i < m; ++i) {
+    const Feature& fa = *by_field_[i];
+    const RowRef ra = vec_[i];
+    const __m128 xa = _mm_set1_ps(fa.value);
+    for (uint32_t j = i + 1; j < m; ++j) {
+      const Feature& fb = *by_field_[j];
+      const RowRef rb = vec_[j];
+      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(ra.p + fb.field * ra.slot_stride));
+      const __m128 eb = _mm_mul_ps(_mm_set1_ps(fb.value), _mm_loadu_ps(rb.p + fa.field * rb.slot_stride));
+      acc = _mm_add_ps(acc, _mm_mul_ps(ea, eb));
+    }
+  }
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, acc);
+  float ffm = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  if (normalize_) ffm *= scale;
+  float phi = bias_->w[0];
+  phi += linear;
+  phi += ffm;
+  double unused;
+  *pred = LossBlock::RowForward(loss_, phi, 0.0, &unused);
+  return true;
+#endif
+}
+
+void FusedFfm::Prefetch(std::span<const Feature> row) const {
+  for (const Feature& f : row) PrefetchFeature(*emb_, *linear_, f);
+}
+
+bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+                    double* loss_sum, double* weight_sum) {
+#ifndef __SSE__
+  return false;
+#else
+  if (b.rows != 1 || c.type != OptimizerType::kAdaGrad || emb_->k != 4 || emb_->state != 1) return false;
+  const std::span<const Feature> row = b.row(0);
+  const size_t n = row.size();
+  if (n > F_) return false;
+  // Eligible: every feature valid, at most one per field, distinct indices
+  // (then every weight slot belongs to one pair, so in-place pair updates see
+  // exactly the pre-update values the generic graph uses).
+  std::fill(pos_.begin(), pos_.end(), -1);
+  sorted_index_.clear();
+  for (size_t i = 0; i < n; ++i) {
+    const Feature& f = row[i];
+    if (f.field >= F_ || f.index >= emb_->rows || f.index >= linear_->rows || pos_[f.field] >= 0) return false;
+    pos_[f.field] = int32_t(i);
+    sorted_index_.push_back(f.index);
+  }
+  // Insertion sort: rows usually list their indices in ascending order.
+  for (size_t i = 1; i < n; ++i) {
+    const uint32_t v = sorted_index_[i];
+    size_t j = i;
+    for (; j > 0 && sorted_index_[j - 1] > v; --j) sorted_index_[j] = sorted_index_[j - 1];
+    sorted_index_[j] = v;
+  }
+  for (size_t i = 1; i < n; ++i)
+    if (sorted_index_[i] == sorted_index_[i - 1]) return false;
+  uint32_t m = 0;
+  for (uint32_t f = 0; f < F_; ++f)
+    if (pos_[f] >= 0) {
+      by_field_[m] = &row[pos_[f]];
+      pos_[f] = int32_t(m++);
+    }
+
+  // Forward, in the generic graph's order of operations.
+  float linear = 0, norm = 0;
+  for (const Feature& f : row) linear += f.value * linear_->row(f.index)[0];
+  for (const Feature& f : row) norm += f.value * f.value;
+  const float scale = norm > 0 ? 1.0f / norm : 1.0f;
+  // Instance normalisation: pairs carry 1/Σx², the linear term 1/sqrt(Σx²).
+  const float linear_scale = normalize_ ? std::sqrt(scale) : 1.0f;
+  linear *= linear_scale;
+  const uint32_t ss = emb_->slot_stride();
+  __m128 acc = _mm_setzero_ps();
+  for (uint32_t i = 0; i < m; ++i) {
+    const Feature& fa = *by_field_[i];
+    const float* ra = emb_->row(fa.index);
+    const __m128 xa = _mm_set1_ps(fa.value);
+    for (uint32_t j = i + 1; j < m; ++j) {
+      const Feature& fb = *by_field_[j];
+      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(ra + fb.field * ss));
+      const __m128 eb = _mm_mul_ps(_mm_set1_ps(fb.value), _mm_loadu_ps(emb_->row(fb.index) + fa.field * ss));
+      acc = _mm_add_ps(acc, _mm_mul_ps(ea, eb));
+    }
+  }
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, acc);
+  float ffm = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  if (normalize_) ffm *= scale;
+  float phi = bias_->w[0];
+  phi += linear;
+  phi += ffm;
+  const float w = use_weights_ && b.weights ? b.weights[0] : 1.0f;
+  const float y = b.labels ? b.labels[0] : 0.0f;
+  double row_loss;
+  const float p = LossBlock::RowForward(loss_, phi, y, &row_loss);
+  *loss_sum = double(w) * row_loss;
+  *weight_sum = w;
+
+  // Backward and update: bias, linear rows, then the field-aware pairs.
+  float g = LossBlock::RowGrad(loss_, p, y, w);
+  UpdateDense(c, bias_->l2 ? c.lambda_dense : 0.0f, step, bias_, &g);
+  const float g_linear = g * linear_scale;
+  for (const Feature& f : row) {  // UpdateRow's AdaGrad on one weight, inlined
+    float* wl = linear_->row(f.index);
+    const float gl = f.value * g_linear + c.lambda_embedding * wl[0];
+    wl[1] += gl * gl;
+    wl[0] -= c.lr * gl / std::sqrt(wl[1]);
+  }
+  const __m128 vgo = _mm_set1_ps(normalize_ ? g * scale : g);
+  const __m128 vlr = _mm_set1_ps(c.lr), vlambda = _mm_set1_ps(c.lambda_embedding), zero = _mm_setzero_ps();
+#ifdef __AVX2__
+  const __m256 vgo8 = _mm256_set1_ps(normalize_ ? g * scale : g);
+  const __m256 vlr8 = _mm256_set1_ps(c.lr), vlambda8 = _mm256_set1_ps(c.lambda_embedding);
+#endif
+  for (uint32_t i = 0; i < m; ++i) {
+    const Feature& fa = *by_field_[i];
+    float* ra = emb_->row(fa.index);
+    // The next row's tables load while this one updates, one feature per i.
+    if (i < next.size()) PrefetchFeature(*emb_, *linear_, next[i]);
+    const __m128 xa = _mm_set1_ps(fa.value);
+    uint32_t j = i + 1;
+#ifdef __AVX2__
+    const __m256 xa8 = _mm256_set1_ps(fa.value);
+    for (; j + 1 < m; j += 2) {
+      const Feature& fb0 = *by_field_[j];
+      const Feature& fb1 = *by_field_[j + 1];
+      const __m256 xb8 = _mm256_insertf128_ps(_mm256_set1_ps(fb0.value), _mm_set1_ps(fb1.value), 1);
+      float* pa0 = ra + fb0.field * ss;
+      float* pa1 = ra + fb1.field * ss;
+      float* pb0 = emb_->row(fb0.index) + fa.field * ss;
+      float* pb1 = emb_->row(fb1.index) + fa.field * ss;
+      const __m256 wa = Load2(pa0, pa1), wb = Load2(pb0, pb1);
+      const __m256 ea = _mm256_mul_ps(xa8, wa), eb = _mm256_mul_ps(xb8, wb);
+      AdaGradSlots4x2(vlr8, vlambda8, pa0, pa1, wa, _mm256_mul_ps(xa8, _mm256_mul_ps(vgo8, eb)));
+      AdaGradSlots4x2(vlr8, vlambda8, pb0, pb1, wb, _mm256_mul_ps(xb8, _mm256_mul_ps(vgo8, ea)));
+    }
+#endif
+    for (; j < m; ++j) {
+      const Feature& fb = *by_field_[j];
+      const __m128 xb = _mm_set1_ps(fb.value);
+      float* pa = ra + fb.field * ss;
+      float* pb = emb_->row(fb.index) + fa.field * ss;
+      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(pa)), eb = _mm_mul_ps(xb, _mm_loadu_ps(pb));
+      AdaGradSlot4(vlr, vlambda, pa, _mm_mul_ps(xa, _mm_mul_ps(vgo, eb)));
+      AdaGradSlot4(vlr, vlambda, pb, _mm_mul_ps(xb, _mm_mul_ps(vgo, ea)));
+    }
+    // Slots with no partner (own field, absent fields): only the L2 term.
+    for (uint32_t h = 0; h < F_; ++h)
+      if (pos_[h] < 0 || h == fa.field) AdaGradSlot4(vlr, vlambda, ra + h * ss, zero);
+  }
+  for (size_t i = m; i < next.size(); ++i) PrefetchFeature(*emb_, *linear_, next[i]);
+  return true;
+#endif
+}
+
+}  // namespace fieldfm

@@ -1,0 +1,60 @@
+// Fused training step for FFM with k = 4 and AdaGrad on a one-row batch (the
+// default FFM recipe): lookup, pair scores, gradient and AdaGrad update in one
+// pass over the row's feature blocks, without the graph's pooled F x F x k
+// buffers. It computes exactly the operations of the generic graph (bias,
+// linear, field-aware embedding -> ffm -> sum -> loss, then Apply), so it
+// writes the same bytes; tests/model/ffm_fused_test.cpp checks that.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "fieldfm/example.h"
+#include "fieldfm/model.h"
+#include "model/blocks.h"
+#include "model/params.h"
+
+namespace fieldfm {
+
+// Cache-line aligned, scratch included: each training thread owns one and
+// writes its scratch every row, so no line is shared between threads.
+class alignas(64) FusedFfm {
+ public:
+  FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields, bool normalize,
+           LossType loss, bool use_weights);
+
+  // Trains on row 0 of `b` (b.rows == 1). Returns false, touching nothing,
+  // when the row is not one feature per field with distinct indices (the
+  // generic graph handles it). `next` (may be empty) is prefetched.
+  bool Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
+            double* loss_sum, double* weight_sum);
+
+  // Inference (unseen rule applied as in blocks.h ResolveRow): the prediction
+  // of one row, or false when a field has several features.
+  // `next` (may be empty) is prefetched.
+  bool Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
+               std::span<const Feature> next = {});
+
+  // Starts loading the table rows of `row`'s features.
+  void Prefetch(std::span<const Feature> row) const;
+
+ private:
+  DenseParam* bias_;
+  SparseTable* linear_;
+  SparseTable* emb_;
+  uint32_t F_;
+  bool normalize_;
+  LossType loss_;
+  bool use_weights_;
+  // Per-row scratch: the row's features ordered by field, and each field's
+  // position in that order (-1: absent).
+  template <typename T>
+  using Scratch = std::vector<T, AlignedAllocator<T>>;
+  Scratch<const Feature*> by_field_;
+  Scratch<int32_t> pos_;
+  Scratch<uint32_t> sorted_index_;
+  Scratch<RowRef> vec_;  // inference: each present field's resolved row
+};
+
+}  // namespace fieldfm
