@@ -39,10 +39,9 @@ float DefaultLearningRate(OptimizerType t) {
   return 0.1f;
 }
 
-// Deep models sum a 256-row batch's gradient into each sparse row, so a
-// frequent value's first AdaGrad steps are ~lr per coordinate; at libffm's 0.2
-// DeepFM on the 39-field Criteo sample diverged with 2 hogwild threads (first
-// epoch training logloss 9-12), at 0.1 it did not (docs/models.md).
+// Deep models default to 0.1, not libffm's 0.2: at 0.2 DeepFM on the 39-field
+// Criteo sample diverged with 2 hogwild threads (first-epoch training logloss
+// 9-12), at 0.1 it did not (docs/models.md has the measurements).
 float ResolvedLr(const TrainOptions& o) {
   if (!std::isnan(o.lr)) return o.lr;
   if (o.optimizer == OptimizerType::kAdaGrad && o.model.is_deep()) return 0.1f;
