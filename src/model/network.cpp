@@ -308,8 +308,12 @@ void Network::ApplySparse(const OptimizerConfig& c, uint64_t step) {
 
 void Network::TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
                         std::span<const Feature> next) {
-  if (fused_on_ && ((linear_fm_ && linear_fm_->Step(b, c, step, next, &step_loss_, &step_weight_)) ||
-                    (fused_ffm_ && fused_ffm_->Step(b, c, step, next, &step_loss_, &step_weight_)))) {
+  // The fused kernels update the bias with the sparse optimizer: only when the
+  // dense one is the same (the lr/fm/ffm default).
+  const bool one_optimizer = c.dense_type == c.type && c.dense_lr == c.lr;
+  if (fused_on_ && one_optimizer &&
+      ((linear_fm_ && linear_fm_->Step(b, c, step, next, &step_loss_, &step_weight_)) ||
+       (fused_ffm_ && fused_ffm_->Step(b, c, step, next, &step_loss_, &step_weight_)))) {
     ++fused_steps_;
     return;
   }

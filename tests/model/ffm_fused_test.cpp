@@ -113,6 +113,14 @@ TEST(FusedFfm, OtherOptimizersUseTheGraph) {
   Trained t;
   Train(spec, false, true, c, &t);
   EXPECT_EQ(t.fused_steps, 0u);
+  // The fused step updates the bias with the sparse optimizer, so a separate
+  // dense optimizer (--dense-optimizer) sends every row through the graph.
+  OptimizerConfig split;
+  split.dense_type = OptimizerType::kAdam;
+  split.dense_lr = 0.001f;
+  Trained graph_only;
+  Train(spec, false, true, split, &graph_only);
+  EXPECT_EQ(graph_only.fused_steps, 0u);
 }
 
 TEST(FusedFfm, PredictSameAsGenericGraph) {

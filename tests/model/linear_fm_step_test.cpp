@@ -92,8 +92,8 @@ TEST(LinearFmStep, SameBytesAsGenericGraph) {
               spec.loss = loss;
               spec.normalize = normalize;
               OptimizerConfig c;
-              c.type = opt;
-              c.lr = 0.05f;
+              c.type = c.dense_type = opt;  // one optimizer for bias and rows, as train sets it for lr/fm
+              c.lr = c.dense_lr = 0.05f;
               Trained fused, graph;
               Train(spec, use_weights, true, c, &fused);
               Train(spec, use_weights, false, c, &graph);
