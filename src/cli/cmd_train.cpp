@@ -150,7 +150,9 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_option("MODEL_FILE", f->model_path, "output model (default TRAIN_FILE.model)");
                    app.add_option("-k,--k", o.model.k, "latent dimension")->capture_default_str();
                    app.add_option("-t,--epochs", o.epochs, "number of epochs")->capture_default_str();
-                   app.add_option("-r,--lr", o.lr, "learning rate of sparse rows (default: adagrad 0.2, or 0.1 for deep models; sgd/ftrl 0.1; adam 0.001)");
+                   app.add_option("-r,--lr", o.lr,
+                                  "learning rate of sparse rows (default: adagrad 0.2, or 0.1 for deep models; "
+                                  "sgd/ftrl 0.1; adam 0.001)");
                    app.add_option("-l,--lambda", o.lambda, "L2 on embeddings and linear weights")->capture_default_str();
                    app.add_option("--lambda-dense", o.lambda_dense, "L2 on dense layer weights")->capture_default_str();
                    app.add_option("-s,--train-threads", o.threads, "training threads (--threads: parser threads)")
