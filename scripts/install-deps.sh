@@ -12,7 +12,8 @@ PACKAGES=(
   libtomlplusplus-dev     # TOML schemas and config files
   libxxhash-dev           # stable 64-bit hashing of categorical values
   zlib1g-dev libzstd-dev  # transparent .gz / .zst input
-  libeigen3-dev           # dense layers (see docs/design.md for the measurement)
+  libeigen3-dev           # small dense algebra (batch norm, reductions)
+  libdnnl-dev             # dense layers' matrix products (docs/models.md, "Dense layers")
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev            # fieldfm serve: Asio + Beast (header-only)
   libsimdjson-dev         # fieldfm serve: predict bodies

@@ -77,6 +77,9 @@ Register kServe{{"serve", "Serve predictions over HTTP/JSON (cache, micro-batchi
                    app.add_option("--threads", o.threads,
                                   "Threads that wait on batched model calls and reloads")
                        ->capture_default_str();
+                   app.add_option("--predict-slots", o.predict_slots,
+                                  "Model calls running at once; misses queue into batches behind them (0 = one per core)")
+                       ->capture_default_str();
                    app.add_option("--cache-entries", o.cache_entries, "Prediction cache bound (0 disables it)")
                        ->capture_default_str();
                    app.add_option("--cache-ttl", flags->cache_ttl, "Cache entry lifetime (e.g. 30s, 5m; 0 = none)")

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #endif
 
+#include "model/gemm.h"
 #include "util/mix.h"
 
 namespace fieldfm {
@@ -598,20 +599,22 @@ class DenseBlock : public Block {
       : w_(w), b_(b), in_(in), out_(out), name_(std::move(name)), gw_(size_t(in) * out, 0.0f), gb_(out, 0.0f) {}
   std::string kind() const override { return "dense"; }
   int out_dim() const override { return out_; }
+  // Row-major products through model/gemm.h: y = x·W + b; dW += xᵀ·dy; dx += dy·Wᵀ.
   void Forward(const BatchView&, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
-    Eigen::Map<const Mat> W(w_->w.data(), in_, out_);
-    Eigen::Map<const Eigen::RowVectorXf> bias(b_->w.data(), out_);
-    out->noalias() = *in[0] * W;
-    out->rowwise() += bias;
+    const Mat& x = *in[0];
+    const int rows = int(x.rows());
+    out->resize(rows, out_);
+    for (int r = 0; r < rows; ++r) std::copy_n(b_->w.data(), out_, out->row(r).data());
+    Sgemm(false, false, rows, out_, in_, 1.0f, x.data(), in_, w_->w.data(), out_, 1.0f, out->data(), out_);
   }
   void Backward(const BatchView&, std::span<const Mat* const> in, const Mat&, const Mat& dout,
                 std::span<Mat* const> din, const RunContext&) override {
-    Eigen::Map<const Mat> W(w_->w.data(), in_, out_);
-    Eigen::Map<Mat> GW(gw_.data(), in_, out_);
+    const Mat& x = *in[0];
+    const int rows = int(x.rows());
+    Sgemm(true, false, in_, out_, rows, 1.0f, x.data(), in_, dout.data(), out_, 1.0f, gw_.data(), out_);
     Eigen::Map<Eigen::RowVectorXf> GB(gb_.data(), out_);
-    GW.noalias() += in[0]->transpose() * dout;
     GB += dout.colwise().sum();
-    if (din[0]) din[0]->noalias() += dout * W.transpose();
+    if (din[0]) Sgemm(false, true, rows, in_, out_, 1.0f, dout.data(), out_, w_->w.data(), out_, 1.0f, din[0]->data(), in_);
   }
   void ZeroGrad() override {
     std::fill(gw_.begin(), gw_.end(), 0.0f);

@@ -602,6 +602,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServeOptions options) {
   }
   if (options.threads < 1) return Status::InvalidArgument(fmt::format("serve: --threads must be >= 1 (token '{}')", options.threads));
   if (options.io_threads < 0) return Status::InvalidArgument("serve: --io-threads must be >= 0");
+  if (options.predict_slots < 0) return Status::InvalidArgument("serve: --predict-slots must be >= 0");
   if (options.max_batch < 1) return Status::InvalidArgument("serve: --max-batch must be >= 1");
   if (options.max_body_bytes < 1) return Status::InvalidArgument("serve: --max-body must be >= 1");
   return std::unique_ptr<Server>(new Server(std::make_unique<Impl>(std::move(options))));

@@ -337,6 +337,8 @@ TEST_F(ServerTest, BadOptionsAreRejected) {
   EXPECT_EQ(with([](ServeOptions& o) { o.model_path.clear(); }), StatusCode::kInvalidArgument);
   EXPECT_EQ(with([](ServeOptions& o) { o.port = 70000; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(with([](ServeOptions& o) { o.threads = 0; }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(with([](ServeOptions& o) { o.predict_slots = -1; }), StatusCode::kInvalidArgument);
+  EXPECT_EQ(with([](ServeOptions& o) { o.io_threads = -1; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(with([](ServeOptions& o) { o.loader = nullptr; }), StatusCode::kInvalidArgument);
   EXPECT_EQ(with([](ServeOptions& o) { o.encoder = nullptr; }), StatusCode::kInvalidArgument);
 }
