@@ -8,7 +8,7 @@ Data sets (read from ../shared/data, never copied into the repo):
   synth        fieldfm synth, 39 fields, 1M train / 100k valid / 200k test rows
 The tree baseline is Debian's xgboost CLI (hist, depth 8, eta 0.1, 300 rounds: its CLI has no early stopping;
 the exact method above 100k columns) on the same rows in libsvm form (libffm minus the field). Prints one markdown table.
-Usage: bench/accuracy.py --fieldfm build/release/fieldfm [--sets frappe,criteo8k,criteo_ffm,synth] [--tune-lr 0.05,0.1,0.2]
+Usage: bench/accuracy.py --fieldfm build/release/fieldfm [--sets frappe,criteo8k,criteo_ffm,synth] [--tune-lr 0.05,0.1,0.2] [--seeds 1,2,3]
 """
 import argparse
 import json
@@ -115,15 +115,30 @@ def metrics(p, y):
 
 
 def fieldfm_run(a, name, model, flags, train, valid, test, log, extra):
+    """One fieldfm_run_seed per --seeds seed; AUC and logloss are their means, with the
+    AUC range across seeds (hogwild threads and initialisation make runs differ)."""
+    runs = [fieldfm_run_seed(a, name, model, flags, train, valid, test, log, extra, seed)
+            for seed in a.seeds.split(",")]
+    mean = lambda k: sum(r[k] for r in runs) / len(runs)
+    out = runs[0] | {"auc": mean("auc"), "logloss": mean("logloss"), "seconds": mean("seconds")}
+    if len(runs) > 1:
+        out["auc_range"] = f"{min(r['auc'] for r in runs):.4f}–{max(r['auc'] for r in runs):.4f}"
+        out["lr"] = "/".join(str(r["lr"]) for r in runs)
+        out["best_epoch"] = "/".join(str(r["best_epoch"]) for r in runs)
+    return out
+
+
+def fieldfm_run_seed(a, name, model, flags, train, valid, test, log, extra, seed):
     """Trains with --auto-stop on the hold-out; with --tune-lr, once per sparse learning
     rate of the grid, keeping the run with the best hold-out logloss (the test file is
     only read for the chosen model)."""
     best_run = None
     for lr in (a.tune_lr.split(",") if a.tune_lr else [None]):
-        out_model = os.path.join(a.work, f"{name}.{model}" + (f".r{lr}" if lr else "") + ".model")
+        out_model = os.path.join(a.work, f"{name}.{model}.seed{seed}" + (f".r{lr}" if lr else "") + ".model")
         t0 = time.time()
         out = sh([a.fieldfm, "train", "-q", "--no-checkpoint", "-s", str(a.threads), "-t", str(a.epochs), "-p",
-                  valid, "--auto-stop"] + extra + flags + (["-r", lr] if lr else []) + [train, out_model], log)
+                  valid, "--auto-stop", "--seed", seed] + extra + flags + (["-r", lr] if lr else []) +
+                 [train, out_model], log)
         secs = time.time() - t0
         epochs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
         best = min(epochs, key=lambda e: e["va_logloss"])
@@ -146,6 +161,7 @@ def main():
     ap.add_argument("--synth-rows", type=int, default=1000000)
     ap.add_argument("--no-xgboost", action="store_true")
     ap.add_argument("--tune-lr", default="", help="e.g. 0.05,0.1,0.2: pick each model's -r on the hold-out")
+    ap.add_argument("--seeds", default="1", help="e.g. 1,2,3: one run per seed, means reported")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     log = os.path.join(a.work, "accuracy.log")
@@ -194,12 +210,13 @@ def main():
             r = xgboost(a.work, s, *paths, log, a.threads, width)
             rows.append((s, "xgboost", r, floor))
             print(rows[-1], flush=True)
-    print("\n| data | model | test AUC | test logloss | Bayes floor | -r | best epoch | train seconds |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| data | model | test AUC | AUC range over seeds | test logloss | Bayes floor | -r | best epoch "
+          "| train seconds |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for s, m, r, floor in rows:
         fl = f"{floor:.4f}" if floor else ""
-        print(f"| {s} | {m} | {r['auc']:.4f} | {r['logloss']:.4f} | {fl} | {r.get('lr', '')} | {r.get('best_epoch', '')} "
-              f"| {r['seconds']:.1f} |")
+        print(f"| {s} | {m} | {r['auc']:.4f} | {r.get('auc_range', '')} | {r['logloss']:.4f} | {fl} | {r.get('lr', '')} "
+              f"| {r.get('best_epoch', '')} | {r['seconds']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,9 @@ class CacheSource : public ExampleSource {
  private:
   struct Mapping;
   CacheSource(std::unique_ptr<Mapping> mapping, CacheInfo info);
+  // Unmaps block i's pages from this process once Next has copied it out, so
+  // a pass over the cache does not grow resident memory with the rows read.
+  void ReleaseBlockPages(size_t i) const;
 
   std::unique_ptr<Mapping> map_;
   CacheInfo info_;

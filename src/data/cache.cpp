@@ -389,6 +389,17 @@ Status CacheSource::Rewind() {
   return Status::Ok();
 }
 
+void CacheSource::ReleaseBlockPages(size_t i) const {
+  // The mapping is private and never written: pages dropped here come back
+  // from the file (usually still in the page cache) if a view reads them again.
+  const BlockIndexEntry e = map_->entry(i);
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t base = reinterpret_cast<uintptr_t>(map_->file->data);
+  const uint64_t begin = (base + e.offset + page - 1) / page * page;
+  const uint64_t end = (base + e.offset + BlockLayout::For(e.rows, e.features).size) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 Result<size_t> CacheSource::Next(ExampleBlock* out, size_t max_rows) {
   out->clear();
   while (out->rows() < max_rows && cursor_block_ < block_order_.size()) {
@@ -417,6 +428,7 @@ Result<size_t> CacheSource::Next(ExampleBlock* out, size_t max_rows) {
     }
     cursor_row_ = end;
     if (cursor_row_ == v.rows) {
+      ReleaseBlockPages(b);
       ++cursor_block_;
       cursor_row_ = 0;
     }

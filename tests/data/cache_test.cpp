@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <numeric>
@@ -176,6 +177,43 @@ TEST(Cache, BlockViewsAreZeroCopyOverTheMapping) {
   }
   EXPECT_EQ(r0, 300u);
   EXPECT_FALSE((*src)->block((*src)->num_blocks()).ok());
+  std::filesystem::remove(path);
+}
+
+// Resident kB of this process's mapping of `path` (0 if not mapped).
+size_t MappedResidentKb(const std::string& path) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool in_mapping = false;
+  size_t kb = 0;
+  while (std::getline(smaps, line)) {
+    // A mapping's header line starts with its address range "lo-hi"; attribute lines ("Rss:   12 kB") do not.
+    const bool header = !line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+                        line.find('-') < line.find(' ');
+    if (header) {
+      in_mapping = line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0;
+    } else if (in_mapping && line.starts_with("Rss:")) {
+      kb += std::stoul(line.substr(4));
+    }
+  }
+  return kb;
+}
+
+TEST(Cache, APassDoesNotKeepTheReadBlocksResident) {
+  ExampleBlock rows = MakeRows(40000, 9);
+  std::string path = BuildTestCache("resident", rows, 2048);
+  const size_t file_kb = std::filesystem::file_size(path) / 1024;
+  ASSERT_GT(file_kb, 1000u);
+  auto src = OpenCache(path);
+  ASSERT_TRUE(src.ok());
+  // Block views fault the pages in; a pass through Next then releases them.
+  for (size_t b = 0; b < (*src)->num_blocks(); ++b) ASSERT_TRUE((*src)->block(b).ok());
+  EXPECT_GT(MappedResidentKb(path), file_kb / 2);
+  EXPECT_EQ(ReadAll(**src, 1000), Rows(rows));
+  EXPECT_LT(MappedResidentKb(path), file_kb / 8);
+  // Released pages come back from the file: a second pass reads the same rows.
+  ASSERT_TRUE((*src)->Rewind().ok());
+  EXPECT_EQ(ReadAll(**src, 777), Rows(rows));
   std::filesystem::remove(path);
 }
 
