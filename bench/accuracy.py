@@ -6,8 +6,9 @@ Data sets (read from ../shared/data, never copied into the repo):
   criteo8k     criteo_kaggle_8k raw TSV through the criteo preset: train / dev (early stopping) / test
   criteo_ffm   criteo_xlearn_ffm libffm files: train (10% hold-out) / test
   synth        fieldfm synth, 39 fields, 1M train / 100k valid / 200k test rows
-The tree baseline is Debian's xgboost CLI (hist, depth 8, eta 0.1, 300 rounds: its CLI has no early stopping;
-the exact method above 100k columns) on the same rows in libsvm form (libffm minus the field). Prints one markdown table.
+The tree baseline is Debian's xgboost CLI (hist, depth 8, eta 0.1, 300 rounds: its CLI has no early stopping)
+on the same rows in libsvm form (libffm minus the field; columns seen fewer than --xgboost-min-count times in
+training dropped when there are more than 100k). Prints one markdown table.
 Usage: bench/accuracy.py --fieldfm build/release/fieldfm [--sets frappe,criteo8k,criteo_ffm,synth] [--tune-lr 0.05,0.1,0.2] [--seeds 1,2,3]
 """
 import argparse
@@ -50,37 +51,58 @@ def split_holdout(src, train_out, hold_out, every=10):
             (b if i % every == every - 1 else a).write(line)
 
 
-def to_libsvm(src, dst, field_aware, width):
-    """libffm -> libsvm (drop the field); labels -1/+1 -> 0/1 for xgboost's binary:logistic.
-    The first row carries `width-1:0` so every file has the same column count (the CLI
-    refuses a test file with fewer columns than the model)."""
+def feature_ids(tok, field_aware):
+    """(index, value) pairs of one libffm/libsvm line's features."""
+    for t in tok[1:]:
+        i, v = (t.split(":", 1)[1] if field_aware else t).split(":")
+        yield int(i), v
+
+
+def xgboost_columns(train, field_aware, min_count):
+    """Column ids for xgboost: above 100k distinct features, those seen at least min_count times
+    in the training file; numbered densely in order of first appearance. A tree cannot use a rarer one-hot column
+    anyway (it needs min_child_weight of hessian on both sides), and hist's cost grows with the
+    column count: on synth's 700k one-hot columns it ran 4-6x slower per round for the same
+    hold-out logloss (bench/RESULTS.md)."""
+    counts = {}
+    with open(train) as f:
+        for line in f:
+            for i, _ in feature_ids(line.split(), field_aware):
+                counts[i] = counts.get(i, 0) + 1
+    if len(counts) <= 100000:
+        min_count = 1  # small sets (frappe, criteo_ffm) keep every column
+    cols = {}
+    for i, c in counts.items():
+        if c >= min_count:
+            cols[i] = len(cols)
+    return cols
+
+
+def to_libsvm(src, dst, field_aware, cols):
+    """libffm -> libsvm (drop the field, keep the columns in `cols`, renumbered); labels
+    -1/+1 -> 0/1 for xgboost's binary:logistic. The first row carries `width-1:0` so every
+    file has the same column count (the CLI refuses a test file with fewer columns than the
+    model)."""
+    width = len(cols)
     with open(src) as f, open(dst, "w") as out:
         for n, line in enumerate(f):
             tok = line.split()
             if not tok:
                 continue
             y = "1" if float(tok[0]) > 0 else "0"
-            feats = [t.split(":", 1)[1] if field_aware else t for t in tok[1:]]
             # xgboost wants ascending unique indices per row
-            d = {}
-            for ft in feats:
-                i, v = ft.split(":")
-                d[int(i)] = v
-            if n == 0:
+            d = {cols[i]: v for i, v in feature_ids(tok, field_aware) if i in cols}
+            if n == 0 and width > 0:
                 d.setdefault(width - 1, "0")
             out.write(y + " " + " ".join(f"{i}:{d[i]}" for i in sorted(d)) + "\n")
 
 
-def xgboost(work, name, train, valid, test, log, threads, width):
+def xgboost(work, name, train, valid, test, log, threads):
     conf = os.path.join(work, f"{name}.xgb.conf")
     model = os.path.join(work, f"{name}.xgb.model")
     pred = os.path.join(work, f"{name}.xgb.pred")
     common = (f'booster = gbtree\nobjective = binary:logistic\ntree_method = hist\nmax_depth = 8\neta = 0.1\n'
               f'nthread = {threads}\neval_metric = logloss\n')
-    if width > 100000:
-        # hist keeps per-node histograms of every column: on synth's 2M one-hot columns it took 9 GB
-        # even with max_bin 2 and was OOM-killed. The exact method needs memory for the nonzeros only.
-        common = common.replace("tree_method = hist", "tree_method = exact")
     with open(conf, "w") as f:
         f.write(common + f'num_round = 300\n'
                 f'data = "{train}?format=libsvm"\neval[valid] = "{valid}?format=libsvm"\nmodel_out = "{model}"\n')
@@ -160,6 +182,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--synth-rows", type=int, default=1000000)
     ap.add_argument("--no-xgboost", action="store_true")
+    ap.add_argument("--xgboost-min-count", type=int, default=10,
+                    help="xgboost columns: features seen at least this often in training")
     ap.add_argument("--tune-lr", default="", help="e.g. 0.05,0.1,0.2: pick each model's -r on the hold-out")
     ap.add_argument("--seeds", default="1", help="e.g. 1,2,3: one run per seed, means reported")
     a = ap.parse_args()
@@ -201,13 +225,12 @@ def main():
             print(rows[-1], flush=True)
         if not a.no_xgboost and fa is not None:
             paths = []
-            width = 1 + max(int(t.split(":")[-2]) for src in (train, valid, test) for l in open(src)
-                            for t in l.split()[1:])
+            cols = xgboost_columns(train, fa, a.xgboost_min_count)
             for src in (train, valid, test):
                 dst = os.path.join(a.work, os.path.basename(src) + ".libsvm")
-                to_libsvm(src, dst, fa, width)
+                to_libsvm(src, dst, fa, cols)
                 paths.append(dst)
-            r = xgboost(a.work, s, *paths, log, a.threads, width)
+            r = xgboost(a.work, s, *paths, log, a.threads)
             rows.append((s, "xgboost", r, floor))
             print(rows[-1], flush=True)
     print("\n| data | model | test AUC | AUC range over seeds | test logloss | Bayes floor | -r | best epoch "
