@@ -22,10 +22,20 @@ void OneThreadPerCall() {
   (void)done;
 }
 
-// The same product with Eigen: only if oneDNN refuses the arguments, which
-// valid shapes never make it do.
-void EigenGemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
-               float beta, float* c, int ldc) {
+}  // namespace
+
+void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+           int ldb, float beta, float* c, int ldc) {
+  if (m == 0 || n == 0) return;
+  OneThreadPerCall();
+  if (dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) !=
+      dnnl_success) {
+    SgemmEigen(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+void SgemmEigen(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+                int ldb, float beta, float* c, int ldc) {
   Eigen::Map<const RowMat, 0, Stride> A(a, ta ? k : m, ta ? m : k, Stride(lda));
   Eigen::Map<const RowMat, 0, Stride> B(b, tb ? n : k, tb ? k : n, Stride(ldb));
   Eigen::Map<RowMat, 0, Stride> C(c, m, n, Stride(ldc));
@@ -35,18 +45,6 @@ void EigenGemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* 
   else if (ta) C.noalias() += alpha * A.transpose() * B;
   else if (tb) C.noalias() += alpha * A * B.transpose();
   else C.noalias() += alpha * A * B;
-}
-
-}  // namespace
-
-void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
-           int ldb, float beta, float* c, int ldc) {
-  if (m == 0 || n == 0) return;
-  OneThreadPerCall();
-  if (dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) !=
-      dnnl_success) {
-    EigenGemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-  }
 }
 
 }  // namespace fieldfm

@@ -10,4 +10,9 @@ namespace fieldfm {
 void Sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
            int ldb, float beta, float* c, int ldc);
 
+// The same product through Eigen: Sgemm's fallback should oneDNN refuse the
+// arguments, and the tests' reference.
+void SgemmEigen(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                const float* b, int ldb, float beta, float* c, int ldc);
+
 }  // namespace fieldfm
