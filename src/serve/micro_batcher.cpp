@@ -57,12 +57,12 @@ void MicroBatcher::Submit(BatchJob* job) {
   {
     std::lock_guard lock(mu_);
     const bool was_empty = queue_.empty();
-    const bool fills = queued_rows_ < options_.max_batch && queued_rows_ + n >= options_.max_batch;
+    const bool fills = queued_rows_ < BigEnough() && queued_rows_ + n >= BigEnough();
     queue_.push_back(job);
     queued_rows_ += n;
     // A busy thread comes back for the queue by itself: wake a sleeper only
     // when the queue starts filling, and a thread letting it grow when it
-    // holds a full batch.
+    // is big enough to run.
     wake = (sleeping_ > 0 && was_empty) || (waiting_ > 0 && fills);
   }
   if (wake) work_cv_.notify_one();
@@ -78,8 +78,8 @@ bool MicroBatcher::Take(std::unique_lock<std::mutex>& lock, std::vector<BatchJob
       continue;
     }
     // Another call is running: let the batch grow behind it unless it is
-    // full or its oldest job has waited long enough.
-    if (busy_ > 0 && !stopping_ && queued_rows_ < options_.max_batch) {
+    // big enough or its oldest job has waited long enough.
+    if (busy_ > 0 && !stopping_ && queued_rows_ < BigEnough()) {
       const auto deadline = queue_.front()->queued_at_ + options_.max_wait;
       if (std::chrono::steady_clock::now() < deadline) {
         ++waiting_;

@@ -9,10 +9,12 @@
 // next batch fills up behind it, so the batch size follows the load.
 //
 // A second predict thread only starts a batch while another call runs once
-// the oldest queued job has waited max_wait (or a full batch is queued): an
-// idle core then takes over, but light load still makes few, larger calls.
+// the oldest queued job has waited max_wait (or a quarter of max_batch rows
+// is queued): an idle core then takes over under a backlog, but light load
+// still makes few, larger calls.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -88,6 +90,9 @@ class MicroBatcher {
   bool Take(std::unique_lock<std::mutex>& lock, std::vector<BatchJob*>* jobs);
   static Status CallModel(const Predictor& model, const BatchView& rows, std::span<float> out);
   void Record(size_t rows);
+  // Queued rows that a second thread runs at once, busy or not: a quarter
+  // of max_batch already makes the dense layers efficient matrix products.
+  size_t BigEnough() const { return std::max<size_t>(1, options_.max_batch / 4); }
 
   const Options options_;
   mutable std::mutex mu_;

@@ -236,6 +236,28 @@ TEST(MicroBatcher, ASecondThreadTakesOverAfterMaxWait) {
   EXPECT_EQ(a.predictions, a.Expected());
 }
 
+TEST(MicroBatcher, ASecondThreadRunsAQuarterOfMaxBatchAtOnce) {
+  auto model = std::make_shared<FakePredictor>("v1", 3);
+  Gate gate;
+  HoldFirstCall(*model, gate);
+  MicroBatcher batcher({8, std::chrono::seconds(10), 2});
+  batcher.Start();
+  Completions completions;
+  TestJob a(model, Rows({1}), &completions), b(model, Rows({2}), &completions), c(model, Rows({3}), &completions);
+  batcher.Submit(&a);
+  ASSERT_TRUE(gate.AwaitArrivals(1));
+  batcher.Submit(&b);  // 1 row: too few to run beside the held call, so it waits (max_wait is 10 s)
+  EXPECT_TRUE(AwaitQueued(batcher, 1));
+  batcher.Submit(&c);  // 2 rows queued = max_batch / 4: the idle thread runs them although a call is busy
+  ASSERT_TRUE(completions.Await(2));
+  EXPECT_EQ(a.done_calls.load(), 0);
+  EXPECT_EQ(b.predictions, b.Expected());
+  EXPECT_EQ(c.predictions, c.Expected());
+  gate.Open();
+  ASSERT_TRUE(completions.Await(3));
+  EXPECT_EQ(model->batch_sizes(), (std::vector<size_t>{1, 2}));
+}
+
 TEST(MicroBatcher, ConcurrentSubmittersAllGetTheirRows) {
   auto model = std::make_shared<FakePredictor>("v1", 3);
   MicroBatcher batcher({8, std::chrono::microseconds(200), 2});
