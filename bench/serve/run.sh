@@ -38,7 +38,8 @@ stop_server() {
 trap stop_server EXIT
 
 start_server() {  # extra serve flags...
-  # --threads: one model-call waiter per connection, so every open batch can fill.
+  # --threads: only builds before the asynchronous batcher (FIELDFM=older binary) wait for
+  # the model on pool threads: one per connection lets every open batch fill there.
   "$bin" serve --model "$model" --port "$port" --threads $((conns + 4)) --poll-interval 0 \
     ${SERVE_ARGS:-} "$@" 2>>"$log" &
   server_pid=$!

@@ -53,12 +53,12 @@ struct ServeOptions {
   std::string host = "127.0.0.1";  // loopback unless told otherwise
   int port = 8080;                 // 0 = any free port (see Server::port())
   int io_threads = 0;              // event loops serving the connections; 0 = cores
-  int threads = 16;                // threads that wait on model calls and reloads
+  int threads = 16;                // reloads and requests of max_batch rows or more
   size_t cache_entries = 100000;   // 0 disables the cache
   std::chrono::milliseconds cache_ttl{60000};  // 0 = entries never expire
   size_t max_batch = 256;          // rows per batched Predict call
   std::chrono::microseconds max_batch_wait{1000};
-  int predict_slots = 0;           // concurrent Predict calls before misses queue up; 0 = cores
+  int predict_slots = 0;           // predict threads batching the cache misses; 0 = cores
   size_t max_body_bytes = 8u << 20;
   size_t max_instances = 10000;
   std::chrono::milliseconds poll_interval{2000};  // model file change polling; 0 = off

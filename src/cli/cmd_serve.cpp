@@ -75,10 +75,10 @@ Register kServe{{"serve", "Serve predictions over HTTP/JSON (cache, micro-batchi
                                   "Event-loop threads serving the connections (0 = one per core)")
                        ->capture_default_str();
                    app.add_option("--threads", o.threads,
-                                  "Threads that wait on batched model calls and reloads")
+                                  "Threads for reloads and requests of --max-batch instances or more")
                        ->capture_default_str();
                    app.add_option("--predict-slots", o.predict_slots,
-                                  "Model calls running at once; misses queue into batches behind them (0 = one per core)")
+                                  "Predict threads; cache misses queue into batches behind their calls (0 = one per core)")
                        ->capture_default_str();
                    app.add_option("--cache-entries", o.cache_entries, "Prediction cache bound (0 disables it)")
                        ->capture_default_str();

@@ -115,6 +115,10 @@ class Connection final : public HttpExchange, public std::enable_shared_from_thi
     asio::post(io_->ctx, [self = shared_from_this()] { self->Write(); });
   }
 
+  void Post(std::function<void()> task) override {
+    asio::post(io_->ctx, [self = shared_from_this(), task = std::move(task)] { task(); });
+  }
+
   // Drain: a connection between requests goes now; the others after their answer.
   void CloseIfIdle() {
     if (phase_ == Phase::kIdle && served_ > 0 && buffer_.size() == 0) Cancel();

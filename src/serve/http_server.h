@@ -7,7 +7,8 @@
 // A request is handed to the application as an HttpExchange; the handler
 // fills the response and calls Finish() exactly once, on the I/O thread
 // (answers from memory) or later from any other thread (model calls), so
-// I/O threads never block on the model.
+// I/O threads never block on the model. Post() brings work back to the
+// exchange's I/O thread.
 #pragma once
 
 #include <chrono>
@@ -49,6 +50,9 @@ class HttpExchange {
 
   // Sends the response; exactly once per request, from any thread.
   virtual void Finish() = 0;
+  // Runs `task` on this connection's I/O thread, later (asio::post): work
+  // that finishes a request handed off the I/O thread comes back this way.
+  virtual void Post(std::function<void()> task) = 0;
 
  protected:
   ~HttpExchange() = default;

@@ -3,23 +3,30 @@
 #include <algorithm>
 #include <exception>
 #include <string>
-#include <vector>
 
 namespace fieldfm::serve {
 
-struct MicroBatcher::Batch {
-  std::shared_ptr<const Predictor> model;
-  ExampleBlock block;
-  std::vector<float> out;
-  std::chrono::steady_clock::time_point deadline;
-  bool done = false;
-  Status status;
-  std::condition_variable done_cv;
-};
-
 MicroBatcher::MicroBatcher(Options options) : options_(options) {}
 
-Status MicroBatcher::RunModel(const Predictor& model, const BatchView& rows, std::span<float> out) {
+MicroBatcher::~MicroBatcher() { Stop(); }
+
+void MicroBatcher::Start() {
+  std::lock_guard lock(mu_);
+  if (!threads_.empty() || stopping_) return;
+  for (int i = 0; i < std::max(1, options_.threads); ++i) threads_.emplace_back([this] { Run(); });
+}
+
+void MicroBatcher::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+Status MicroBatcher::CallModel(const Predictor& model, const BatchView& rows, std::span<float> out) {
   try {
     model.Predict(rows, out);
   } catch (const std::exception& e) {
@@ -34,66 +41,110 @@ void MicroBatcher::Record(size_t rows) {
   stats_.max_rows = std::max<uint64_t>(stats_.max_rows, rows);
 }
 
-Status MicroBatcher::Predict(const std::shared_ptr<const Predictor>& model, const ExampleBlock& rows,
-                             std::span<float> out) {
-  const size_t n = rows.rows();
-  if (n == 0) return Status::Ok();
-  const int slots = std::max(1, options_.slots);
-  std::unique_lock lock(mu_);
-  // Already a full batch, or an idle batcher: predict right away.
-  const bool big = n >= options_.max_batch;
-  if (big || (open_.empty() && in_flight_ < slots)) {
-    ++in_flight_;
-    lock.unlock();
-    Status st = RunModel(*model, rows.view(), out);
-    lock.lock();
-    --in_flight_;
-    Record(n);
-    lock.unlock();
-    leader_cv_.notify_all();
-    return st;
-  }
-
-  std::shared_ptr<Batch> batch;
-  bool leader = false;
-  if (!open_.empty() && open_.back()->model == model &&
-      open_.back()->block.rows() + n <= options_.max_batch) {
-    batch = open_.back();
-  } else {
-    batch = std::make_shared<Batch>();
-    batch->model = model;
-    batch->deadline = std::chrono::steady_clock::now() + options_.max_wait;
-    open_.push_back(batch);
-    leader = true;
-  }
-  const size_t offset = batch->block.rows();
-  for (size_t r = 0; r < n; ++r) batch->block.add(0.0f, 1.0f, rows.row(r));
-
-  if (!leader) {
-    batch->done_cv.wait(lock, [&] { return batch->done; });
-    std::copy_n(batch->out.begin() + offset, n, out.begin());
-    return batch->status;
-  }
-
-  leader_cv_.wait_until(lock, batch->deadline,
-                        [&] { return open_.front() == batch && in_flight_ < slots; });
-  open_.erase(std::find(open_.begin(), open_.end(), batch));  // closed: nobody joins any more
-  ++in_flight_;
-  const bool others_waiting = !open_.empty();
-  lock.unlock();
-  if (others_waiting) leader_cv_.notify_all();  // the next batch may be first in line now
-  batch->out.resize(batch->block.rows());
-  Status st = RunModel(*batch->model, batch->block.view(), batch->out);
-  lock.lock();
-  --in_flight_;
-  Record(batch->block.rows());
-  batch->status = st;
-  batch->done = true;
-  lock.unlock();
-  batch->done_cv.notify_all();
-  leader_cv_.notify_all();
-  std::copy_n(batch->out.begin(), n, out.begin());
+Status MicroBatcher::PredictNow(const Predictor& model, const BatchView& rows, std::span<float> out) {
+  if (rows.rows == 0) return Status::Ok();
+  Status st = CallModel(model, rows, out);
+  std::lock_guard lock(mu_);
+  Record(rows.rows);
   return st;
+}
+
+void MicroBatcher::Submit(BatchJob* job) {
+  const size_t n = job->rows->rows();
+  if (n == 0) return job->Done(Status::Ok());
+  job->queued_at_ = std::chrono::steady_clock::now();
+  bool wake;
+  {
+    std::lock_guard lock(mu_);
+    const bool was_empty = queue_.empty();
+    const bool fills = queued_rows_ < BigEnough() && queued_rows_ + n >= BigEnough();
+    queue_.push_back(job);
+    queued_rows_ += n;
+    // A busy thread comes back for the queue by itself: wake a sleeper only
+    // when the queue starts filling, and a thread letting it grow when it
+    // is big enough to run.
+    wake = (sleeping_ > 0 && was_empty) || (waiting_ > 0 && fills);
+  }
+  if (wake) work_cv_.notify_one();
+}
+
+bool MicroBatcher::Take(std::unique_lock<std::mutex>& lock, std::vector<BatchJob*>* jobs) {
+  while (true) {
+    if (queue_.empty()) {
+      if (stopping_) return false;
+      ++sleeping_;
+      work_cv_.wait(lock);
+      --sleeping_;
+      continue;
+    }
+    // Another call is running: let the batch grow behind it unless it is
+    // big enough or its oldest job has waited long enough.
+    if (busy_ > 0 && !stopping_ && queued_rows_ < BigEnough()) {
+      const auto deadline = queue_.front()->queued_at_ + options_.max_wait;
+      if (std::chrono::steady_clock::now() < deadline) {
+        ++waiting_;
+        work_cv_.wait_until(lock, deadline);
+        --waiting_;
+        continue;
+      }
+    }
+    break;
+  }
+  // The longest prefix of one model that fits; a big job goes alone.
+  const Predictor* predictor = queue_.front()->predictor;
+  size_t rows = 0;
+  while (!queue_.empty() && queue_.front()->predictor == predictor) {
+    const size_t n = queue_.front()->rows->rows();
+    if (rows > 0 && rows + n > options_.max_batch) break;
+    jobs->push_back(queue_.front());
+    queue_.pop_front();
+    rows += n;
+  }
+  queued_rows_ -= rows;
+  ++busy_;
+  return true;
+}
+
+void MicroBatcher::Run() {
+  std::vector<BatchJob*> jobs;
+  ExampleBlock block;
+  std::vector<float> out;
+  std::unique_lock lock(mu_);
+  while (true) {
+    jobs.clear();
+    if (!Take(lock, &jobs)) return;
+    lock.unlock();
+
+    Status st;
+    size_t rows = 0;
+    if (jobs.size() == 1) {  // no copy
+      BatchJob& job = *jobs[0];
+      rows = job.rows->rows();
+      st = CallModel(*job.predictor, job.rows->view(), job.out);
+    } else {
+      block.clear();
+      for (BatchJob* job : jobs) {
+        for (size_t r = 0; r < job->rows->rows(); ++r) block.add(0.0f, 1.0f, job->rows->row(r));
+      }
+      rows = block.rows();
+      out.resize(rows);
+      st = CallModel(*jobs[0]->predictor, block.view(), out);
+      size_t offset = 0;
+      for (BatchJob* job : jobs) {
+        const size_t n = job->rows->rows();
+        std::copy_n(out.begin() + offset, n, job->out.begin());
+        offset += n;
+      }
+      if (block.features.capacity() > (1u << 20)) block = ExampleBlock();  // one huge batch must not pin memory
+    }
+
+    lock.lock();
+    --busy_;
+    Record(rows);  // before Done(): a client that has its answer sees it counted
+    lock.unlock();
+    for (BatchJob* job : jobs) job->Done(st);
+    lock.lock();
+  }
 }
 
 MicroBatcher::Stats MicroBatcher::stats() const {
@@ -103,9 +154,7 @@ MicroBatcher::Stats MicroBatcher::stats() const {
 
 size_t MicroBatcher::queued_rows() const {
   std::lock_guard lock(mu_);
-  size_t rows = 0;
-  for (const auto& b : open_) rows += b->block.rows();
-  return rows;
+  return queued_rows_;
 }
 
 }  // namespace fieldfm::serve

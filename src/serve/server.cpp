@@ -68,9 +68,10 @@ const char* JsonTypeName(const nlohmann::json& j) { return j.type_name(); }
 using TimePoint = std::chrono::steady_clock::time_point;
 
 // Per-connection buffers of /v1/predict, so a request allocates (almost)
-// nothing after warm-up. They also carry a request with cache misses over
-// to the thread that waits for the model.
-struct PredictScratch final : serve::ConnectionState {
+// nothing after warm-up. A request with cache misses is also the batcher's
+// job: its misses go to a predict thread, Done() posts the rest of the
+// request back to the connection's I/O thread.
+struct PredictScratch final : serve::ConnectionState, serve::BatchJob {
   std::vector<Feature> features, sorted;
   ExampleBlock misses;
   std::vector<size_t> miss_positions;
@@ -78,6 +79,19 @@ struct PredictScratch final : serve::ConnectionState {
   std::vector<float> predictions, miss_predictions;
   std::shared_ptr<const LoadedModel> model;  // only while the request is being answered
   size_t ignored = 0;
+
+  // A request waiting for the model.
+  serve::HttpExchange* exchange = nullptr;
+  Endpoint endpoint{};
+  TimePoint start;
+  size_t instances = 0;
+  Status status;
+  std::function<void()> complete;  // answers the request on its I/O thread (set once per connection)
+
+  void Done(const Status& st) override {
+    status = st;
+    exchange->Post(complete);
+  }
 
   void Reset(size_t instances) {
     misses.clear();
@@ -133,6 +147,10 @@ class BlockingPool {
   std::vector<std::thread> threads_;
 };
 
+int PredictThreads(const ServeOptions& o) {
+  return o.predict_slots > 0 ? o.predict_slots : int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 void DefaultLog(const std::string& line) {
   const auto now = std::chrono::system_clock::now();
   std::fprintf(stderr, "%s fieldfm serve: %s\n",
@@ -173,9 +191,7 @@ struct Server::Impl {
   explicit Impl(ServeOptions opts)
       : options(std::move(opts)),
         cache(options.cache_entries, options.cache_ttl, options.clock),
-        batcher({options.max_batch, options.max_batch_wait,
-                 options.predict_slots > 0 ? options.predict_slots
-                                           : int(std::max(1u, std::thread::hardware_concurrency()))}) {
+        batcher({options.max_batch, options.max_batch_wait, PredictThreads(options)}) {
     if (!options.log) options.log = DefaultLog;
   }
 
@@ -191,6 +207,7 @@ struct Server::Impl {
   void Handle(serve::HttpExchange& x);
   void Respond(serve::HttpExchange& x, Endpoint e, TimePoint start);
   void HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint start);
+  void CompleteMisses(PredictScratch& s);
   void FinishPredict(serve::HttpExchange& x, PredictScratch& s, size_t n);
   int64_t DecodeTokenRequest(std::string_view body, const LoadedModel& model, PredictScratch& s);
   void LookUp(PredictScratch& s, const LoadedModel& model, size_t i);
@@ -385,7 +402,9 @@ void Server::Impl::HandleReload(serve::HttpExchange& x) {
 }
 
 // Parse, encode and look up on the I/O thread; answers from the cache go back
-// at once, cache misses wait for the model on a pool thread.
+// at once. Cache misses go to the batcher (or, a batch already, straight to
+// the model on a pool thread) and the I/O thread moves on; the answer is
+// written back on it (CompleteMisses).
 void Server::Impl::HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint start) {
   auto fail = [&](int status, std::string body) {
     x.status = status;
@@ -395,7 +414,11 @@ void Server::Impl::HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint s
   auto model = Current();
   if (!model) return fail(503, JsonError("no model loaded yet"));
 
-  if (!x.state) x.state = std::make_unique<PredictScratch>();
+  if (!x.state) {
+    auto scratch = std::make_unique<PredictScratch>();
+    scratch->complete = [this, &s = *scratch] { CompleteMisses(s); };
+    x.state = std::move(scratch);
+  }
   PredictScratch& s = static_cast<PredictScratch&>(*x.state);
   int64_t decoded = DecodeTokenRequest(x.body, *model, s);
   if (decoded < 0) {  // the general path: named columns, and every error message
@@ -445,24 +468,37 @@ void Server::Impl::HandlePredict(serve::HttpExchange& x, Endpoint e, TimePoint s
     FinishPredict(x, s, n);
     return Respond(x, e, start);
   }
-  pool.Post([this, &x, &s, e, start, n] {
-    s.miss_predictions.resize(s.misses.rows());
-    Status st = batcher.Predict(s.model->predictor, s.misses, s.miss_predictions);
-    if (!st.ok()) {
-      Log(st.message());
-      s.model.reset();
-      x.status = 500;
-      x.response_body = JsonError(st.message());
-      return Respond(x, e, start);
-    }
-    for (size_t j = 0; j < s.miss_positions.size(); ++j) {
-      const size_t i = s.miss_positions[j];
-      s.predictions[i] = s.miss_predictions[j];
-      if (cache.enabled()) cache.Insert(s.keys[i], s.model->tag, s.miss_predictions[j]);
-    }
-    FinishPredict(x, s, n);
-    Respond(x, e, start);
-  });
+  s.exchange = &x;
+  s.endpoint = e;
+  s.start = start;
+  s.instances = n;
+  s.miss_predictions.resize(s.misses.rows());
+  s.predictor = s.model->predictor.get();  // s.model keeps it alive until answered
+  s.rows = &s.misses;
+  s.out = s.miss_predictions;
+  if (s.misses.rows() < options.max_batch) return batcher.Submit(&s);
+  // A batch already: straight to the model, past the queue of small ones.
+  pool.Post([this, &s] { s.Done(batcher.PredictNow(*s.predictor, s.misses.view(), s.miss_predictions)); });
+}
+
+// Back on the I/O thread with the model's answers for the misses of s.
+void Server::Impl::CompleteMisses(PredictScratch& s) {
+  serve::HttpExchange& x = *s.exchange;
+  s.exchange = nullptr;
+  if (!s.status.ok()) {
+    Log(s.status.message());
+    s.model.reset();
+    x.status = 500;
+    x.response_body = JsonError(s.status.message());
+    return Respond(x, s.endpoint, s.start);
+  }
+  for (size_t j = 0; j < s.miss_positions.size(); ++j) {
+    const size_t i = s.miss_positions[j];
+    s.predictions[i] = s.miss_predictions[j];
+    if (cache.enabled()) cache.Insert(s.keys[i], s.model->tag, s.miss_predictions[j]);
+  }
+  FinishPredict(x, s, s.instances);
+  Respond(x, s.endpoint, s.start);
 }
 
 // The fast path for the usual request, {"instances": [token strings]}:
@@ -529,7 +565,11 @@ void Server::Impl::FinishPredict(serve::HttpExchange& x, PredictScratch& s, size
   x.status = 200;
   s.model.reset();  // an idle connection must not keep an old model alive
   // One huge request must not pin its memory in this connection forever.
-  if (s.misses.features.capacity() > (1u << 20)) s = PredictScratch();
+  if (s.misses.features.capacity() > (1u << 20)) {
+    auto complete = std::move(s.complete);
+    s = PredictScratch();
+    s.complete = std::move(complete);
+  }
 }
 
 void Server::Impl::HandleModel(serve::HttpExchange& x) const {
@@ -632,8 +672,10 @@ Status Server::Start() {
   h.log = [&s](const std::string& line) { s.Log(line); };
   s.http = std::make_unique<serve::HttpServer>(std::move(h));
   s.pool.Start(o.threads);
+  s.batcher.Start();
   Status listening = s.http->Start();
   if (!listening.ok()) {
+    s.batcher.Stop();
     s.pool.Stop();
     std::lock_guard lock(s.stop_mu);
     s.stopped = true;
@@ -642,8 +684,9 @@ Status Server::Start() {
   }
   s.bound_port = s.http->port();
   s.reload_thread = std::thread([&s] { s.ReloadLoop(); });
-  s.Log(fmt::format("listening on {}:{} ({} I/O threads, {} model-call threads, cache {} entries, ttl {} ms)", o.host,
-                    s.bound_port, io_threads, o.threads, o.cache_entries, o.cache_ttl.count()));
+  s.Log(fmt::format("listening on {}:{} ({} I/O threads, {} predict threads, {} pool threads, cache {} entries, ttl {} ms)",
+                    o.host, s.bound_port, io_threads, PredictThreads(o), o.threads, o.cache_entries,
+                    o.cache_ttl.count()));
   return Status::Ok();
 }
 
@@ -672,6 +715,7 @@ void Server::Stop() {
   }
   s.Log("stopping: draining in-flight requests");
   s.http->Stop();  // closes the listener and idle connections; requests in progress get their answers
+  s.batcher.Stop();
   s.pool.Stop();
   {
     std::lock_guard lock(s.loop_mu);

@@ -289,6 +289,59 @@ TEST_F(ServerTest, OversizedBodyIsCountedInMetrics) {
             std::string::npos);
 }
 
+TEST_F(ServerTest, AModelThatThrowsGivesA500AndTheConnectionServesOn) {
+  store_.before_serving = [](FakePredictor& p) {
+    p.on_predict = [](size_t rows) {
+      if (rows == 2) throw std::runtime_error("model exploded");  // not the 1-row load probe
+    };
+  };
+  StartServer();
+  auto c = Client();
+  auto failed = c.Post("/v1/predict", R"({"instances": ["0:1:1", "0:2:1"]})", "application/json");
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status, 500);
+  EXPECT_NE(failed->body.find("model exploded"), std::string::npos) << failed->body;
+  auto next = c.Post("/v1/predict", R"({"instances": ["0:3:1"]})", "application/json");  // same connection
+  ASSERT_TRUE(next);
+  ASSERT_EQ(next->status, 200);
+  EXPECT_EQ(AsFloats(json::parse(next->body)["predictions"]),
+            DirectPredictions(reference_, json::parse(R"(["0:3:1"])")));
+  EXPECT_EQ(Metric("fieldfm_cache_entries"), 1) << "a failed prediction is not cached";
+  EXPECT_NE(Get("/metrics").find("fieldfm_requests_total{path=\"/v1/predict\",status=\"500\"} 1\n"),
+            std::string::npos);
+}
+
+TEST_F(ServerTest, ARequestOfMaxBatchInstancesSkipsTheQueueOfSmallOnes) {
+  Gate in_predict, release;
+  in_predict.Open();  // only counts arrivals
+  store_.before_serving = [&](FakePredictor& p) {
+    p.on_predict = [&](size_t rows) {
+      if (rows != 2) return;  // hold only the small request's call (not the probe, not the big one)
+      in_predict.Wait();
+      release.Wait();
+    };
+  };
+  StartServer([](ServeOptions& o) {
+    o.max_batch = 4;
+    o.predict_slots = 1;
+  });
+  std::pair<int, json> small;
+  std::thread client([&] { small = Post("/v1/predict", R"({"instances": ["0:1:1", "0:2:1"]})"); });
+  ASSERT_TRUE(in_predict.AwaitArrivals(1));
+  // The only predict thread is held; a request that is a batch already still gets its answer.
+  const json big = json::parse(R"(["0:10:1", "0:11:1", "0:12:1", "0:13:1", "0:14:1"])");
+  auto [status, answer] = Post("/v1/predict", json{{"instances", big}}.dump());
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(AsFloats(answer["predictions"]), DirectPredictions(reference_, big));
+  release.Open();
+  client.join();
+  ASSERT_EQ(small.first, 200);
+  EXPECT_EQ(small.second["predictions"].size(), 2u);
+  EXPECT_EQ(store_.Get("v1")->batch_sizes(), (std::vector<size_t>{1, 2, 5}));
+  EXPECT_EQ(Metric("fieldfm_predict_calls_total"), 2);
+  EXPECT_EQ(Metric("fieldfm_predict_rows_total"), 7);
+}
+
 // ------------------------------------------------------------- lifecycle
 
 TEST_F(ServerTest, StopLetsInFlightRequestsFinish) {
