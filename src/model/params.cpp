@@ -1,5 +1,6 @@
 #include "model/params.h"
 
+#include <algorithm>
 #include <cmath>
 
 #ifdef __SSE__
@@ -30,6 +31,16 @@ void SparseTable::SetWeights(const std::vector<float>& w) {
   const uint32_t ss = slot_stride();
   for (uint64_t s = 0; s < rows * slots; ++s)
     for (uint32_t d = 0; d < k; ++d) data[s * ss + d] = w[s * k + d];
+}
+
+void SparseTable::DropState() {
+  if (state == 0) return;
+  const uint32_t ss = slot_stride();
+  // Slot s moves from s * ss down to s * k (slot 0 stays): ascending order
+  // never overwrites a slot not yet moved, and each copy goes left.
+  for (uint64_t s = 1; s < rows * slots; ++s) std::copy_n(data.data() + s * ss, k, data.data() + s * k);
+  data.resize(rows * slots * k);
+  state = 0;
 }
 
 namespace {

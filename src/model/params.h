@@ -79,6 +79,8 @@ struct SparseTable {
   // Weights only (no optimizer state), rows * slots * k floats.
   std::vector<float> Weights() const;
   void SetWeights(const std::vector<float>& w);
+  // Keeps the weights only (state = 0), moved down in place.
+  void DropState();
 };
 
 struct DenseParam {

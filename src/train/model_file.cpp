@@ -8,10 +8,12 @@
 // "train_state", "best_sparse/<name>", "best_dense/<name>".
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -32,11 +34,27 @@ class SectionWriter {
   explicit SectionWriter(AtomicFile* f) : f_(f), state_(XXH64_createState()) { XXH64_reset(state_, 0); }
   ~SectionWriter() { XXH64_freeState(state_); }
   Status Add(std::string_view name, const void* data, uint64_t n) {
+    FIELDFM_RETURN_IF_ERROR(Begin(name, n));
+    FIELDFM_RETURN_IF_ERROR(Append(data, n));
+    return End();
+  }
+  // A section of n bytes written in pieces by Append, then End.
+  Status Begin(std::string_view name, uint64_t n) {
     const uint32_t len = uint32_t(name.size());
     FIELDFM_RETURN_IF_ERROR(Raw(&len, sizeof len));
     FIELDFM_RETURN_IF_ERROR(Raw(name.data(), len));
     FIELDFM_RETURN_IF_ERROR(Raw(&n, sizeof n));
-    return Raw(data, n);
+    section_left_ = n;
+    return Status::Ok();
+  }
+  Status Append(const void* p, uint64_t n) {
+    if (n > section_left_) return Status::Internal("model file section longer than announced");
+    section_left_ -= n;
+    return Raw(p, n);
+  }
+  Status End() {
+    if (section_left_ != 0) return Status::Internal("model file section shorter than announced");
+    return Status::Ok();
   }
   Status Add(std::string_view name, std::string_view s) { return Add(name, s.data(), s.size()); }
   template <typename T, typename A>
@@ -56,7 +74,26 @@ class SectionWriter {
   AtomicFile* f_;
   XXH64_state_t* state_;
   uint64_t bytes_ = 0;
+  uint64_t section_left_ = 0;
 };
+
+// A table's weights without their optimizer state, copied out a piece at a
+// time: built whole, that array would be as large as the parameters and
+// raise the peak memory of every save by as much.
+Status AddWeights(SectionWriter* w, const std::string& name, const SparseTable& t) {
+  const uint64_t slots = t.rows * t.slots;
+  FIELDFM_RETURN_IF_ERROR(w->Begin(name, slots * t.k * sizeof(float)));
+  const uint32_t stride = t.slot_stride();
+  constexpr uint64_t kSlotsPerPiece = 4096;
+  std::vector<float> piece;
+  for (uint64_t first = 0; first < slots; first += kSlotsPerPiece) {
+    const uint64_t n = std::min(kSlotsPerPiece, slots - first);
+    piece.resize(n * t.k);
+    for (uint64_t s = 0; s < n; ++s) std::copy_n(t.data.data() + (first + s) * stride, t.k, piece.data() + s * t.k);
+    FIELDFM_RETURN_IF_ERROR(w->Append(piece.data(), piece.size() * sizeof(float)));
+  }
+  return w->End();
+}
 
 template <typename T, typename A>
 Status Decode(std::string_view name, std::string_view data, std::vector<T, A>* out, size_t expected) {
@@ -92,8 +129,7 @@ Status WriteModelFile(const std::string& path, const Model& m, const TrainState*
     if (checkpoint) {
       FIELDFM_RETURN_IF_ERROR(w.Add("sparse/" + name, t.data));
     } else {
-      FIELDFM_RETURN_IF_ERROR(w.Add("sparse/" + name, t.state == 0 ? std::vector<float>(t.data.begin(), t.data.end())
-                                                                    : t.Weights()));
+      FIELDFM_RETURN_IF_ERROR(AddWeights(&w, "sparse/" + name, t));
     }
     FIELDFM_RETURN_IF_ERROR(w.Add("unseen/" + name, t.unseen));
   }

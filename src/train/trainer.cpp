@@ -359,13 +359,9 @@ Result<std::shared_ptr<Model>> Trainer::Run(const std::string& pipeline_json, Tr
                               {"epochs", state_.epochs_done},
                               {"best_epoch", state_.best_epoch},
                               {"stopped_early", stopped}};
-  // The model keeps weights only: drop optimizer state.
-  for (auto& [name, t] : m.store.sparse) {
-    if (t.state == 0) continue;
-    std::vector<float> w = t.Weights();
-    t.state = 0;
-    t.data.assign(w.begin(), w.end());
-  }
+  // The model keeps weights only: drop optimizer state, in place (a copy of
+  // the weights would raise peak memory by the size of the parameters).
+  for (auto& [name, t] : m.store.sparse) t.DropState();
   for (auto& [name, p] : m.store.dense) {
     p.s1.clear();
     p.s2.clear();
