@@ -192,6 +192,19 @@ class EmbeddingBlock : public Block {
 // ---- interactions ----------------------------------------------------------
 
 // 1 / Σ_i x_i² of row r (1 for an empty row): libffm's instance normalisation.
+// Σ_{f<g} x_{f,d} x_{g,d} in its O(F) form ½((Σ_f x_{f,d})² − Σ_f x_{f,d}²), for
+// x laid out [field][k]. One function for FmBlock and the one-row LinearFmStep,
+// which must round exactly alike.
+float FmPairSum(const float* x, uint32_t fields, uint32_t k, uint32_t d) {
+  float s = 0, sq = 0;
+  for (uint32_t f = 0; f < fields; ++f) {
+    const float v = x[f * k + d];
+    s += v;
+    sq += v * v;
+  }
+  return 0.5f * (s * s - sq);
+}
+
 class FmBlock : public Block {
  public:
   FmBlock(uint32_t fields, uint32_t k, bool per_dim, bool normalize = false)
@@ -203,15 +216,7 @@ class FmBlock : public Block {
     out->resize(b.rows, out_dim());
     for (size_t r = 0; r < b.rows; ++r) {
       const float* x = e.row(r).data();
-      for (uint32_t d = 0; d < k_; ++d) {
-        float s = 0, sq = 0;
-        for (uint32_t f = 0; f < F_; ++f) {
-          const float v = x[f * k_ + d];
-          s += v;
-          sq += v * v;
-        }
-        sum_[d] = 0.5f * (s * s - sq);
-      }
+      for (uint32_t d = 0; d < k_; ++d) sum_[d] = FmPairSum(x, F_, k_, d);
       if (per_dim_) {
         const float scale = normalize_ ? InstanceScale(b, r) : 1.0f;
         for (uint32_t d = 0; d < k_; ++d) (*out)(r, d) = scale * sum_[d];
@@ -923,15 +928,7 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
       }
     }
     float t = 0;
-    for (uint32_t d = 0; d < k; ++d) {
-      float s = 0, sq = 0;
-      for (uint32_t f = 0; f < F; ++f) {
-        const float v = e_[f * k + d];
-        s += v;
-        sq += v * v;
-      }
-      t += 0.5f * (s * s - sq);
-    }
+    for (uint32_t d = 0; d < k; ++d) t += FmPairSum(e_.data(), F, k, d);
     phi += normalize_ ? t * inst : t;
   }
   const float y = b.labels ? b.labels[0] : 0.0f;
