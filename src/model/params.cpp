@@ -21,10 +21,13 @@ int StateCount(OptimizerType t) {
 
 std::vector<float> SparseTable::Weights() const {
   std::vector<float> out(rows * slots * k);
-  const uint32_t ss = slot_stride();
-  for (uint64_t s = 0; s < rows * slots; ++s)
-    for (uint32_t d = 0; d < k; ++d) out[s * k + d] = data[s * ss + d];
+  CopyWeights(0, rows * slots, out.data());
   return out;
+}
+
+void SparseTable::CopyWeights(uint64_t first, uint64_t n, float* out) const {
+  const uint32_t ss = slot_stride();
+  for (uint64_t s = 0; s < n; ++s) std::copy_n(data.data() + (first + s) * ss, k, out + s * k);
 }
 
 void SparseTable::SetWeights(const std::vector<float>& w) {

@@ -78,6 +78,9 @@ struct SparseTable {
   const float* unseen_row(uint32_t field) const { return unseen.data() + uint64_t(field) * slots * k; }
   // Weights only (no optimizer state), rows * slots * k floats.
   std::vector<float> Weights() const;
+  // The weights of slots [first, first + n) (global slot = row * slots + slot)
+  // into out[0, n * k): Weights() a piece at a time.
+  void CopyWeights(uint64_t first, uint64_t n, float* out) const;
   void SetWeights(const std::vector<float>& w);
   // Keeps the weights only (state = 0), moved down in place.
   void DropState();

@@ -83,13 +83,12 @@ class SectionWriter {
 Status AddWeights(SectionWriter* w, const std::string& name, const SparseTable& t) {
   const uint64_t slots = t.rows * t.slots;
   FIELDFM_RETURN_IF_ERROR(w->Begin(name, slots * t.k * sizeof(float)));
-  const uint32_t stride = t.slot_stride();
   constexpr uint64_t kSlotsPerPiece = 4096;
   std::vector<float> piece;
   for (uint64_t first = 0; first < slots; first += kSlotsPerPiece) {
     const uint64_t n = std::min(kSlotsPerPiece, slots - first);
     piece.resize(n * t.k);
-    for (uint64_t s = 0; s < n; ++s) std::copy_n(t.data.data() + (first + s) * stride, t.k, piece.data() + s * t.k);
+    t.CopyWeights(first, n, piece.data());
     FIELDFM_RETURN_IF_ERROR(w->Append(piece.data(), piece.size() * sizeof(float)));
   }
   return w->End();
