@@ -9,7 +9,7 @@ Data sets (read from ../shared/data, never copied into the repo):
 The tree baseline is Debian's xgboost CLI (hist, depth 8, eta 0.1, 300 rounds: its CLI has no early stopping)
 on the same rows in libsvm form (libffm minus the field; columns seen fewer than --xgboost-min-count times in
 training dropped when there are more than 100k). Prints one markdown table.
-Usage: bench/accuracy.py --fieldfm build/release/fieldfm [--sets frappe,criteo8k,criteo_ffm,synth] [--tune-lr 0.05,0.1,0.2] [--seeds 1,2,3]
+Usage: bench/accuracy.py --fieldfm build/release/fieldfm [--sets frappe,criteo8k,criteo_ffm,synth] [--tune-lr 0.05,0.1,0.2] [--tune-decay 1,0.5] [--seeds 1,2,3]
 """
 import argparse
 import json
@@ -151,22 +151,30 @@ def fieldfm_run(a, name, model, flags, train, valid, test, log, extra):
 
 
 def fieldfm_run_seed(a, name, model, flags, train, valid, test, log, extra, seed):
-    """Trains with --auto-stop on the hold-out; with --tune-lr, once per sparse learning
-    rate of the grid, keeping the run with the best hold-out logloss (the test file is
+    """Trains with --auto-stop on the hold-out; with --tune-lr (and --tune-decay), once per
+    point of the grid, keeping the run with the best hold-out logloss (the test file is
     only read for the chosen model)."""
     best_run = None
-    for lr in (a.tune_lr.split(",") if a.tune_lr else [None]):
-        out_model = os.path.join(a.work, f"{name}.{model}.seed{seed}" + (f".r{lr}" if lr else "") + ".model")
+    grid = [(lr, d) for lr in (a.tune_lr.split(",") if a.tune_lr else [None])
+            for d in (a.tune_decay.split(",") if a.tune_decay else [None])]
+    for lr, decay in grid:
+        out_model = os.path.join(a.work, f"{name}.{model}.seed{seed}" + (f".r{lr}" if lr else "") +
+                                 (f".d{decay}" if decay else "") + ".model")
         t0 = time.time()
         out = sh([a.fieldfm, "train", "-q", "--no-checkpoint", "-s", str(a.threads), "-t", str(a.epochs), "-p",
                   valid, "--auto-stop", "--seed", seed] + extra + flags + (["-r", lr] if lr else []) +
-                 [train, out_model], log)
+                 (["--lr-decay", decay] if decay else []) + [train, out_model], log)
         secs = time.time() - t0
         epochs = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
         best = min(epochs, key=lambda e: e["va_logloss"])
-        run = {"model": out_model, "va": best["va_logloss"], "best_epoch": best["epoch"], "seconds": secs, "lr": lr}
+        run = {"model": out_model, "va": best["va_logloss"], "best_epoch": best["epoch"], "seconds": secs,
+               "lr": lr if decay is None else f"{lr}@{decay}"}
         if best_run is None or run["va"] < best_run["va"]:
+            if best_run is not None:
+                os.remove(best_run["model"])
             best_run = run
+        else:
+            os.remove(out_model)
     ev = json.loads(sh([a.fieldfm, "eval", "--json", best_run["model"], test], log))
     return {"logloss": ev["logloss"], "auc": ev["auc"], "seconds": best_run["seconds"],
             "best_epoch": best_run["best_epoch"], "lr": best_run["lr"] or "default"}
@@ -185,6 +193,7 @@ def main():
     ap.add_argument("--xgboost-min-count", type=int, default=10,
                     help="xgboost columns: features seen at least this often in training")
     ap.add_argument("--tune-lr", default="", help="e.g. 0.05,0.1,0.2: pick each model's -r on the hold-out")
+    ap.add_argument("--tune-decay", default="", help="e.g. 1,0.5: --lr-decay values tried with each --tune-lr rate")
     ap.add_argument("--seeds", default="1", help="e.g. 1,2,3: one run per seed, means reported")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)

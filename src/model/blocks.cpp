@@ -193,22 +193,43 @@ class EmbeddingBlock : public Block {
 
 // 1 / Σ_i x_i² of row r (1 for an empty row): libffm's instance normalisation.
 // Σ_{f<g} x_{f,d} x_{g,d} in its O(F) form ½((Σ_f x_{f,d})² − Σ_f x_{f,d}²), for
-// x laid out [field][k]. One function for FmBlock and the one-row LinearFmStep,
+// x laid out [field][k], into out[d] for every d < k (scratch: 2k floats). Fields
+// outer, d inner: the compiler vectorises over d, and each d still adds its
+// fields in field order. One function for FmBlock and the one-row LinearFmStep,
 // which must round exactly alike.
-float FmPairSum(const float* x, uint32_t fields, uint32_t k, uint32_t d) {
-  float s = 0, sq = 0;
+void FmPairSums(const float* x, uint32_t fields, uint32_t k, float* scratch, float* out) {
+  float* __restrict s = scratch;
+  float* __restrict sq = scratch + k;
+  for (uint32_t d = 0; d < k; ++d) s[d] = sq[d] = 0;
   for (uint32_t f = 0; f < fields; ++f) {
-    const float v = x[f * k + d];
-    s += v;
-    sq += v * v;
+    const float* __restrict v = x + size_t(f) * k;
+    for (uint32_t d = 0; d < k; ++d) {
+      s[d] += v[d];
+      sq[d] += v[d] * v[d];
+    }
   }
-  return 0.5f * (s * s - sq);
+  for (uint32_t d = 0; d < k; ++d) out[d] = 0.5f * (s[d] * s[d] - sq[d]);
+}
+
+// dx[f,d] += go_d (Σ_g x_{g,d} − x_{f,d}): the gradient of FmPairSums, with
+// go_d = go[per_dim ? d : 0]. scratch: k floats.
+void FmPairSumsBackward(const float* x, uint32_t fields, uint32_t k, const float* go, bool per_dim, float* scratch,
+                        float* dx) {
+  float* __restrict s = scratch;
+  for (uint32_t d = 0; d < k; ++d) s[d] = 0;
+  for (uint32_t f = 0; f < fields; ++f)
+    for (uint32_t d = 0; d < k; ++d) s[d] += x[size_t(f) * k + d];
+  for (uint32_t f = 0; f < fields; ++f) {
+    const float* __restrict v = x + size_t(f) * k;
+    float* __restrict g = dx + size_t(f) * k;
+    for (uint32_t d = 0; d < k; ++d) g[d] += go[per_dim ? d : 0] * (s[d] - v[d]);
+  }
 }
 
 class FmBlock : public Block {
  public:
   FmBlock(uint32_t fields, uint32_t k, bool per_dim, bool normalize = false)
-      : F_(fields), k_(k), per_dim_(per_dim), normalize_(normalize), sum_(k) {}
+      : F_(fields), k_(k), per_dim_(per_dim), normalize_(normalize), sum_(k), scratch_(2 * size_t(k)), go_(k) {}
   std::string kind() const override { return per_dim_ ? "bi_interaction" : "fm"; }
   int out_dim() const override { return per_dim_ ? int(k_) : 1; }
   void Forward(const BatchView& b, std::span<const Mat* const> in, Mat* out, const RunContext&) override {
@@ -216,7 +237,7 @@ class FmBlock : public Block {
     out->resize(b.rows, out_dim());
     for (size_t r = 0; r < b.rows; ++r) {
       const float* x = e.row(r).data();
-      for (uint32_t d = 0; d < k_; ++d) sum_[d] = FmPairSum(x, F_, k_, d);
+      FmPairSums(x, F_, k_, scratch_.data(), sum_.data());
       if (per_dim_) {
         const float scale = normalize_ ? InstanceScale(b, r) : 1.0f;
         for (uint32_t d = 0; d < k_; ++d) (*out)(r, d) = scale * sum_[d];
@@ -235,19 +256,15 @@ class FmBlock : public Block {
       const float* x = e.row(r).data();
       float* g = de.row(r).data();
       const float scale = normalize_ ? InstanceScale(b, r) : 1.0f;
-      for (uint32_t d = 0; d < k_; ++d) {
-        float s = 0;
-        for (uint32_t f = 0; f < F_; ++f) s += x[f * k_ + d];
-        const float go = scale * (per_dim_ ? dout(r, d) : dout(r, 0));
-        for (uint32_t f = 0; f < F_; ++f) g[f * k_ + d] += go * (s - x[f * k_ + d]);
-      }
+      for (uint32_t d = 0; d < (per_dim_ ? k_ : 1); ++d) go_[d] = scale * dout(r, d);
+      FmPairSumsBackward(x, F_, k_, go_.data(), per_dim_, scratch_.data(), g);
     }
   }
 
  private:
   uint32_t F_, k_;
   bool per_dim_, normalize_;
-  std::vector<float> sum_;
+  std::vector<float> sum_, scratch_, go_;
 };
 
 class FfmBlock : public Block {
@@ -880,6 +897,7 @@ LinearFmStep::LinearFmStep(DenseParam* bias, SparseTable* linear, SparseTable* e
   if (emb_) {
     e_.resize(size_t(F_) * emb_->k);
     de_.resize(size_t(F_) * emb_->k);
+    scratch_.resize(3 * size_t(emb_->k));
   }
 }
 
@@ -927,8 +945,10 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
         Axpy(f.value, emb_->row(f.index), e, k);
       }
     }
+    float* sums = scratch_.data() + 2 * size_t(k);
+    FmPairSums(e_.data(), F, k, scratch_.data(), sums);
     float t = 0;
-    for (uint32_t d = 0; d < k; ++d) t += FmPairSum(e_.data(), F, k, d);
+    for (uint32_t d = 0; d < k; ++d) t += sums[d];
     phi += normalize_ ? t * inst : t;
   }
   const float y = b.labels ? b.labels[0] : 0.0f;
@@ -957,11 +977,8 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
   }
   if (!emb_) return true;
   const float go = (normalize_ ? inst : 1.0f) * g;
-  for (uint32_t d = 0; d < k; ++d) {
-    float s = 0;
-    for (uint32_t f = 0; f < F; ++f) s += e_[f * k + d];
-    for (uint32_t f = 0; f < F; ++f) de_[f * k + d] = go * (s - e_[f * k + d]);
-  }
+  std::fill(de_.begin(), de_.end(), 0.0f);
+  FmPairSumsBackward(e_.data(), F, k, &go, false, scratch_.data(), de_.data());
   float grad[K > 0 ? K : 1];
   std::vector<float>& dyn = grad_scratch_;
   float* gk = K > 0 ? grad : (dyn.resize(k), dyn.data());
@@ -970,6 +987,19 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
     const float* src = de_.data() + size_t(f.field) * k;
     for (uint32_t d = 0; d < k; ++d) gk[d] = f.value * src[d];
     float* w = emb_->row(f.index);
+#ifdef __AVX__
+    if constexpr (K == 8) {
+      if (adagrad) {  // the loop below, 8 lanes at once: same IEEE ops, same bytes
+        const __m256 wv = _mm256_loadu_ps(w), acc = _mm256_loadu_ps(w + 8);
+        const __m256 gd = _mm256_add_ps(_mm256_loadu_ps(gk), _mm256_mul_ps(_mm256_set1_ps(lambda), wv));
+        const __m256 acc2 = _mm256_add_ps(acc, _mm256_mul_ps(gd, gd));
+        _mm256_storeu_ps(w + 8, acc2);
+        _mm256_storeu_ps(w, _mm256_sub_ps(wv, _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(lr), gd),
+                                                             _mm256_sqrt_ps(acc2))));
+        continue;
+      }
+    }
+#endif
     if (adagrad && k != 4) {  // UpdateRow's generic AdaGrad, inlined (k = 4 has its own kernel there)
       float* __restrict wv = w;
       float* __restrict acc = w + k;

@@ -200,7 +200,7 @@ class LinearFmStep {
   bool normalize_, mean_;
   LossType loss_;
   bool use_weights_;
-  std::vector<float> e_, de_, grad_scratch_;  // pooled field vectors and their gradients, F x k
+  std::vector<float> e_, de_, grad_scratch_, scratch_;  // pooled field vectors and their gradients, F x k
 };
 
 }  // namespace fieldfm
