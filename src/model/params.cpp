@@ -27,13 +27,13 @@ std::vector<float> SparseTable::Weights() const {
 
 void SparseTable::CopyWeights(uint64_t first, uint64_t n, float* out) const {
   const uint32_t ss = slot_stride();
-  for (uint64_t s = 0; s < n; ++s) std::copy_n(data.data() + (first + s) * ss, k, out + s * k);
+  for (uint64_t s = 0; s < n; ++s) std::copy_n(base() + (first + s) * ss, k, out + s * k);
 }
 
 void SparseTable::SetWeights(const std::vector<float>& w) {
   const uint32_t ss = slot_stride();
   for (uint64_t s = 0; s < rows * slots; ++s)
-    for (uint32_t d = 0; d < k; ++d) data[s * ss + d] = w[s * k + d];
+    for (uint32_t d = 0; d < k; ++d) base()[s * ss + d] = w[s * k + d];
 }
 
 void SparseTable::DropState() {
