@@ -64,7 +64,10 @@ void ComputeUnseen(Model* model);
 
 // kind: model file (weights only) or checkpoint (optimizer state + TrainState).
 Status WriteModelFile(const std::string& path, const Model& model, const TrainState* state);
-Status ReadModelFile(const std::string& path, Model* model, TrainState* state);
+// map_in_place: the sparse tables of a model file (not a checkpoint) are read
+// in place from a private mapping of the file (SparseTable::mapped) instead of
+// being copied; see MapFile in model_file.cpp for when that is safe.
+Status ReadModelFile(const std::string& path, Model* model, TrainState* state, bool map_in_place = false);
 
 nlohmann::json ReportToJson(const EpochReport& r);
 EpochReport ReportFromJson(const nlohmann::json& j);

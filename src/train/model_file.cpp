@@ -184,7 +184,9 @@ namespace {
 
 // The whole file, mapped private (copy-on-write: a write to a weight never
 // reaches the file) and populated in one pass. Inference tables point into
-// it; everything else is copied out.
+// it; everything else is copied out. A file truncated in place while mapped
+// raises SIGBUS, so only short-lived commands map (fieldfm itself replaces
+// model files by rename, which leaves a mapping intact).
 Result<std::shared_ptr<void>> MapFile(const std::string& path, size_t* size) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::IOError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
@@ -213,11 +215,29 @@ Result<std::shared_ptr<void>> MapFile(const std::string& path, size_t* size) {
   return std::shared_ptr<void>(p, [n](void* q) { ::munmap(q, n); });
 }
 
+// The whole file read into memory: a file rewritten while it is read gives
+// a checksum error here, never a signal.
+Result<std::shared_ptr<void>> ReadFile(const std::string& path, size_t* size) {
+  std::FILE* fp = std::fopen(path.c_str(), "rb");
+  if (!fp) return Status::IOError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+  auto buf = std::make_shared<std::string>();
+  char chunk[1 << 16];
+  size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, fp)) > 0) buf->append(chunk, n);
+  const bool read_error = std::ferror(fp);
+  std::fclose(fp);
+  if (read_error) return Status::IOError(path + ": read error");
+  *size = buf->size();
+  return std::shared_ptr<void>(buf, buf->data());
+}
+
 }  // namespace
 
-Status ReadModelFile(const std::string& path, Model* m, TrainState* state) {
+Status ReadModelFile(const std::string& path, Model* m, TrainState* state, bool map_in_place) {
+  map_in_place = map_in_place && !state;
   size_t file_size = 0;
-  FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<void> mapping, MapFile(path, &file_size));
+  FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<void> mapping,
+                           map_in_place ? MapFile(path, &file_size) : ReadFile(path, &file_size));
   const std::string_view buf(static_cast<const char*>(mapping.get()), file_size);
   auto bad = [&](const std::string& what) { return Status::Corruption(path + ": " + what); };
   if (buf.size() < kHeaderBytes || std::memcmp(buf.data(), kMagic, 8) != 0)
@@ -308,7 +328,7 @@ Status ReadModelFile(const std::string& path, Model* m, TrainState* state) {
       t.slots = pname == "field_aware_embedding" ? F : 1;
       t.state = uint32_t(state_floats);
       const uint64_t expected = t.rows * t.row_stride();
-      const bool in_place = !state && kind == kKindModel && state_floats == 0 && data.size() == expected * sizeof(float) &&
+      const bool in_place = map_in_place && kind == kKindModel && state_floats == 0 && data.size() == expected * sizeof(float) &&
                             reinterpret_cast<uintptr_t>(data.data()) % kSparseAlign == 0;
       if (in_place) {
         t.mapped = reinterpret_cast<float*>(const_cast<char*>(data.data()));

@@ -165,9 +165,11 @@ TEST(ModelFile, BadFilesGiveClearErrors) {
   auto expect_error = [&](const std::string& content, const std::string& needle) {
     const std::string p = dir / "bad.model";
     WriteBytes(p, content);
-    auto r = LoadModel(p);
-    ASSERT_FALSE(r.ok()) << needle;
-    EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
+    for (bool map_in_place : {false, true}) {
+      auto r = LoadModel(p, map_in_place);
+      ASSERT_FALSE(r.ok()) << needle;
+      EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
+    }
   };
   expect_error("", "not a fieldfm model file");
   expect_error("hello world, not a model at all, clearly", "not a fieldfm model file");
@@ -180,10 +182,13 @@ TEST(ModelFile, BadFilesGiveClearErrors) {
   version[8] = 9;
   expect_error(version, "version 9");
   EXPECT_FALSE(LoadModel(dir / "missing.model").ok());
+  EXPECT_FALSE(LoadModel(dir / "missing.model", /*map_in_place=*/true).ok());
+  EXPECT_FALSE(LoadModel(dir.operator/(""), /*map_in_place=*/true).ok());  // a directory
   // Every truncation point fails cleanly (no crash, no partial model).
   for (size_t n = 0; n < bytes.size(); n += 97) {
     WriteBytes(dir / "cut.model", bytes.substr(0, n));
     EXPECT_FALSE(LoadModel(dir / "cut.model").ok()) << n;
+    EXPECT_FALSE(LoadModel(dir / "cut.model", /*map_in_place=*/true).ok()) << n;
   }
 }
 
@@ -218,7 +223,11 @@ TEST(ModelFile, InferenceTablesAreReadInPlaceFromTheFile) {
     ASSERT_TRUE(SaveModel(**model, path).ok());
     const std::vector<float> expected = Predict(**model, test.data);
     {
-      auto loaded = LoadModel(path);
+      auto copied = LoadModel(path);  // the default (long-lived processes such as serve): a private copy
+      ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+      for (const auto& [name, table] : (*copied)->store.sparse) EXPECT_EQ(table.mapped, nullptr) << name;
+      EXPECT_EQ(Predict(**copied, test.data), expected) << Name(t);
+      auto loaded = LoadModel(path, /*map_in_place=*/true);
       ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
       ASSERT_FALSE((*loaded)->store.sparse.empty());
       for (const auto& [name, table] : (*loaded)->store.sparse) {
@@ -237,7 +246,7 @@ TEST(ModelFile, InferenceTablesAreReadInPlaceFromTheFile) {
     const std::string old_layout = WithoutPadSections(bytes);
     ASSERT_LT(old_layout.size(), bytes.size());
     WriteBytes(dir / "old.model", old_layout);
-    auto old = LoadModel(dir / "old.model");
+    auto old = LoadModel(dir / "old.model", /*map_in_place=*/true);
     ASSERT_TRUE(old.ok()) << old.status().ToString();
     EXPECT_EQ(Predict(**old, test.data), expected) << Name(t);
   }
