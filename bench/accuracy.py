@@ -23,14 +23,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "data")
 
-MODELS = {  # flags per model; the deep models use Adam as in the seed paper
+MODELS = {  # flags per model; the deep models' MLP is one hidden layer as wide as BARS' Frappe setting (400)
     "lr": ["--model", "lr"],
     "fm": ["--model", "fm", "-k", "8"],
     "ffm": ["--model", "ffm", "-k", "4"],
-    "deepfm": ["--model", "deepfm", "-k", "16", "--hidden", "100"],
-    "nfm": ["--model", "nfm", "-k", "16", "--hidden", "100"],
-    "deepffm": ["--model", "deepffm", "-k", "8", "--hidden", "100"],
-    "nffm": ["--model", "nffm", "-k", "16", "--hidden", "100"],
+    "deepfm": ["--model", "deepfm", "-k", "16", "--hidden", "400"],
+    "nfm": ["--model", "nfm", "-k", "16", "--hidden", "400"],
+    "deepffm": ["--model", "deepffm", "-k", "8", "--hidden", "400"],
+    "nffm": ["--model", "nffm", "-k", "16", "--hidden", "400"],
 }
 
 
@@ -192,10 +192,14 @@ def main():
     ap.add_argument("--no-xgboost", action="store_true")
     ap.add_argument("--xgboost-min-count", type=int, default=10,
                     help="xgboost columns: features seen at least this often in training")
+    ap.add_argument("--hidden", default="400", help="hidden sizes of the deep models' MLP (the synth table used 100)")
     ap.add_argument("--tune-lr", default="", help="e.g. 0.05,0.1,0.2: pick each model's -r on the hold-out")
     ap.add_argument("--tune-decay", default="", help="e.g. 1,0.5: --lr-decay values tried with each --tune-lr rate")
     ap.add_argument("--seeds", default="1", help="e.g. 1,2,3: one run per seed, means reported")
     a = ap.parse_args()
+    for flags in MODELS.values():
+        if "--hidden" in flags:
+            flags[flags.index("--hidden") + 1] = a.hidden
     os.makedirs(a.work, exist_ok=True)
     log = os.path.join(a.work, "accuracy.log")
     rows = []

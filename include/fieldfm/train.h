@@ -101,7 +101,11 @@ Result<std::shared_ptr<Model>> Train(const TrainOptions& options, ExampleSource&
 // One binary file, written atomically: magic, version, spec, pipeline,
 // parameters, unseen vectors, value counts and an xxHash64 checksum.
 Status SaveModel(const Model& model, const std::string& path);
-Result<std::shared_ptr<Model>> LoadModel(const std::string& path);
+// map_in_place: read the sparse tables in place from a mapping of the file
+// (loads in the time of its checksum, no private copy of the weights) for a
+// short-lived process; the file must not be truncated or rewritten in place
+// while the model is alive (fieldfm replaces model files by rename, which is safe).
+Result<std::shared_ptr<Model>> LoadModel(const std::string& path, bool map_in_place = false);
 
 // Predictions (probabilities, or outputs for regression), one per row; safe
 // to call from many threads on the same model.

@@ -11,7 +11,7 @@ Register kExport{{"export", "Write a model's latent vectors as TSV", [](CLI::App
                     app.add_option("MODEL", *path, "model file")->required();
                     app.add_option("-o,--output", *out, "output TSV")->required();
                     return [path, out]() -> Status {
-                      FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<Model> m, LoadModel(*path));
+                      FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<Model> m, LoadModel(*path, /*map_in_place=*/true));
                       return ExportLatentTsv(*m, *out);
                     };
                   }, 60}};

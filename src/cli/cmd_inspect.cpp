@@ -13,7 +13,7 @@ Register kInspect{{"inspect", "Describe a model file", [](CLI::App& app) -> Runn
                      app.add_option("MODEL", *path, "model file")->required();
                      app.add_flag("--json", *json, "metadata as one JSON object, no graph");
                      return [path, json]() -> Status {
-                       FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<Model> m, LoadModel(*path));
+                       FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<Model> m, LoadModel(*path, /*map_in_place=*/true));
                        if (*json) {
                          std::printf("%s\n", ModelMetadata(*m).dump().c_str());
                        } else {

@@ -27,12 +27,12 @@ std::vector<float> SparseTable::Weights() const {
 
 void SparseTable::CopyWeights(uint64_t first, uint64_t n, float* out) const {
   const uint32_t ss = slot_stride();
-  for (uint64_t s = 0; s < n; ++s) std::copy_n(data.data() + (first + s) * ss, k, out + s * k);
+  for (uint64_t s = 0; s < n; ++s) std::copy_n(base() + (first + s) * ss, k, out + s * k);
 }
 
 void SparseTable::SetWeights(uint64_t first, uint64_t n, const float* w) {
   const uint32_t ss = slot_stride();
-  for (uint64_t s = 0; s < n; ++s) std::copy_n(w + s * k, k, data.data() + (first + s) * ss);
+  for (uint64_t s = 0; s < n; ++s) std::copy_n(w + s * k, k, base() + (first + s) * ss);
 }
 
 void SparseTable::DropState() {

@@ -66,15 +66,23 @@ struct SparseTable {
   uint32_t slots = 1;
   uint32_t k = 1;
   uint32_t state = 0;  // state floats per weight
-  FloatVec data;       // rows * slots * k * (1 + state)
+  FloatVec data;       // rows * slots * k * (1 + state), unless `mapped` is set
+  // Inference only: the weights (no state) read in place from a private
+  // mapping of the model file, which `mapping` keeps open. A model of
+  // gigabytes then loads in the time of its checksum, without allocating and
+  // copying it, and processes serving one file share its pages.
+  float* mapped = nullptr;
+  std::shared_ptr<void> mapping;
   // Inference only: the vector used for an unseen value of field f, one row
   // (slots * k weights, no state) per field.
   FloatVec unseen;
 
   uint32_t slot_stride() const { return k * (1 + state); }
   uint64_t row_stride() const { return uint64_t(slots) * slot_stride(); }
-  float* row(uint64_t r) { return data.data() + r * row_stride(); }
-  const float* row(uint64_t r) const { return data.data() + r * row_stride(); }
+  float* base() { return mapped ? mapped : data.data(); }
+  const float* base() const { return mapped ? mapped : data.data(); }
+  float* row(uint64_t r) { return base() + r * row_stride(); }
+  const float* row(uint64_t r) const { return base() + r * row_stride(); }
   const float* unseen_row(uint32_t field) const { return unseen.data() + uint64_t(field) * slots * k; }
   // Weights only (no optimizer state), rows * slots * k floats.
   std::vector<float> Weights() const;

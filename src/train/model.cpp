@@ -44,9 +44,9 @@ void ComputeUnseen(Model* m) {
 
 Status SaveModel(const Model& model, const std::string& path) { return WriteModelFile(path, model, nullptr); }
 
-Result<std::shared_ptr<Model>> LoadModel(const std::string& path) {
+Result<std::shared_ptr<Model>> LoadModel(const std::string& path, bool map_in_place) {
   auto m = std::make_shared<Model>();
-  FIELDFM_RETURN_IF_ERROR(ReadModelFile(path, m.get(), nullptr));
+  FIELDFM_RETURN_IF_ERROR(ReadModelFile(path, m.get(), nullptr, map_in_place));
   // The graph must find exactly the parameters the file has, with their shapes.
   const size_t sparse = m->store.sparse.size(), dense = m->store.dense.size();
   auto net = Network::Build(m->spec, &m->store, m->use_weights);

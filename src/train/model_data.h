@@ -73,7 +73,10 @@ void ComputeUnseen(Model* model);
 // a new snapshot at state->best_sparse_path (which must then be set) and
 // sets best_sparse_tag.
 Status WriteModelFile(const std::string& path, const Model& model, const TrainState* state);
-Status ReadModelFile(const std::string& path, Model* model, TrainState* state);
+// map_in_place: the sparse tables of a model file (not a checkpoint) are read
+// in place from a private mapping of the file (SparseTable::mapped) instead of
+// being copied; see MapFile in model_file.cpp for when that is safe.
+Status ReadModelFile(const std::string& path, Model* model, TrainState* state, bool map_in_place = false);
 
 nlohmann::json ReportToJson(const EpochReport& r);
 EpochReport ReportFromJson(const nlohmann::json& j);

@@ -2,10 +2,16 @@
 //   header, 32 bytes: magic "FFMMODEL", u32 format version, u32 kind
 //                     (1 model, 2 checkpoint), u64 payload bytes, u64 XXH64(payload)
 //   payload: sections, each u32 name length, name, u64 data length, data.
+//   A "pad/<name>" section of zeros before each "sparse/<name>" puts that
+//   table's data on a 64-byte boundary of the file, so inference maps it in place.
 // Sections: "meta" (JSON: spec, training, unseen rule, state floats),
 // "pipeline", "counts", "field_of", "sparse/<name>", "unseen/<name>",
 // "dense/<name>" and, in checkpoints, "dense_s1/<name>", "dense_s2/<name>",
 // "train_state", "best_sparse/<name>", "best_dense/<name>".
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -29,6 +35,7 @@ constexpr char kMagic[8] = {'F', 'F', 'M', 'M', 'O', 'D', 'E', 'L'};
 constexpr uint32_t kVersion = 1;
 constexpr uint32_t kKindModel = 1, kKindCheckpoint = 2;
 constexpr size_t kHeaderBytes = 32;
+constexpr size_t kSparseAlign = 64;  // sparse table data starts on a cache line of the file
 
 class SectionWriter {
  public:
@@ -58,6 +65,15 @@ class SectionWriter {
     return Status::Ok();
   }
   Status Add(std::string_view name, std::string_view s) { return Add(name, s.data(), s.size()); }
+  // Writes a section `pad_name` of zero bytes such that the data of a
+  // section named `next` written right after it starts kSparseAlign-aligned
+  // in the file (readers skip sections they do not know).
+  Status AlignNext(std::string_view pad_name, std::string_view next) {
+    const uint64_t headers = 2 * (sizeof(uint32_t) + sizeof(uint64_t)) + pad_name.size() + next.size();
+    const uint64_t pad = (kSparseAlign - (kHeaderBytes + bytes_ + headers) % kSparseAlign) % kSparseAlign;
+    static constexpr char kZeros[kSparseAlign] = {};
+    return Add(pad_name, kZeros, pad);
+  }
   template <typename T, typename A>
   Status Add(std::string_view name, const std::vector<T, A>& v) {
     return Add(name, v.data(), v.size() * sizeof(T));
@@ -146,6 +162,7 @@ Status WriteModelFile(const std::string& path, const Model& m, const TrainState*
   FIELDFM_RETURN_IF_ERROR(w.Add("counts", m.counts));
   FIELDFM_RETURN_IF_ERROR(w.Add("field_of", m.field_of));
   for (const auto& [name, t] : m.store.sparse) {
+    FIELDFM_RETURN_IF_ERROR(w.AlignNext("pad/" + name, "sparse/" + name));
     if (checkpoint) {
       FIELDFM_RETURN_IF_ERROR(w.Add("sparse/" + name, t.data));
     } else {
@@ -184,16 +201,65 @@ Status WriteModelFile(const std::string& path, const Model& m, const TrainState*
   return f.Commit();
 }
 
-Status ReadModelFile(const std::string& path, Model* m, TrainState* state) {
+namespace {
+
+// The whole file, mapped private (copy-on-write: a write to a weight never
+// reaches the file) and populated in one pass. Inference tables point into
+// it; everything else is copied out. A file truncated in place while mapped
+// raises SIGBUS, so only short-lived commands map (fieldfm itself replaces
+// model files by rename, which leaves a mapping intact).
+Result<std::shared_ptr<void>> MapFile(const std::string& path, size_t* size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::IOError(path + ": not a regular file");
+  }
+  *size = size_t(st.st_size);
+  if (*size < kHeaderBytes) {
+    ::close(fd);
+    return Status::Corruption(path + ": not a fieldfm model file (no FFMMODEL header)");
+  }
+  // Populated read-only, then made writable: populating a writable private
+  // mapping would copy every page up front.
+  void* p = ::mmap(nullptr, *size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  int err = errno;
+  ::close(fd);  // the mapping keeps the file open
+  if (p == MAP_FAILED) return Status::IOError(fmt::format("{}: cannot map ({})", path, std::strerror(err)));
+  if (::mprotect(p, *size, PROT_READ | PROT_WRITE) != 0) {
+    err = errno;
+    ::munmap(p, *size);
+    return Status::IOError(fmt::format("{}: cannot map ({})", path, std::strerror(err)));
+  }
+  const size_t n = *size;
+  return std::shared_ptr<void>(p, [n](void* q) { ::munmap(q, n); });
+}
+
+// The whole file read into memory: a file rewritten while it is read gives
+// a checksum error here, never a signal.
+Result<std::shared_ptr<void>> ReadFile(const std::string& path, size_t* size) {
   std::FILE* fp = std::fopen(path.c_str(), "rb");
   if (!fp) return Status::IOError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
-  std::string buf;
+  auto buf = std::make_shared<std::string>();
   char chunk[1 << 16];
   size_t n;
-  while ((n = std::fread(chunk, 1, sizeof chunk, fp)) > 0) buf.append(chunk, n);
+  while ((n = std::fread(chunk, 1, sizeof chunk, fp)) > 0) buf->append(chunk, n);
   const bool read_error = std::ferror(fp);
   std::fclose(fp);
   if (read_error) return Status::IOError(path + ": read error");
+  *size = buf->size();
+  return std::shared_ptr<void>(buf, buf->data());
+}
+
+}  // namespace
+
+Status ReadModelFile(const std::string& path, Model* m, TrainState* state, bool map_in_place) {
+  map_in_place = map_in_place && !state;
+  size_t file_size = 0;
+  FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<void> mapping,
+                           map_in_place ? MapFile(path, &file_size) : ReadFile(path, &file_size));
+  const std::string_view buf(static_cast<const char*>(mapping.get()), file_size);
   auto bad = [&](const std::string& what) { return Status::Corruption(path + ": " + what); };
   if (buf.size() < kHeaderBytes || std::memcmp(buf.data(), kMagic, 8) != 0)
     return bad("not a fieldfm model file (no FFMMODEL header)");
@@ -282,7 +348,15 @@ Status ReadModelFile(const std::string& path, Model* m, TrainState* state) {
       t.k = pname == "linear" ? 1 : m->spec.k;
       t.slots = pname == "field_aware_embedding" ? F : 1;
       t.state = uint32_t(state_floats);
-      FIELDFM_RETURN_IF_ERROR(Decode(name, data, &t.data, t.rows * t.row_stride()));
+      const uint64_t expected = t.rows * t.row_stride();
+      const bool in_place = map_in_place && kind == kKindModel && state_floats == 0 && data.size() == expected * sizeof(float) &&
+                            reinterpret_cast<uintptr_t>(data.data()) % kSparseAlign == 0;
+      if (in_place) {
+        t.mapped = reinterpret_cast<float*>(const_cast<char*>(data.data()));
+        t.mapping = mapping;
+      } else {  // checkpoints (trained further), files written before the alignment padding
+        FIELDFM_RETURN_IF_ERROR(Decode(name, data, &t.data, expected));
+      }
       std::string_view u;
       FIELDFM_RETURN_IF_ERROR(section("unseen/" + pname, &u));
       if (!u.empty()) FIELDFM_RETURN_IF_ERROR(Decode("unseen/" + pname, u, &t.unseen, uint64_t(F) * t.slots * t.k));

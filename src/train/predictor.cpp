@@ -58,7 +58,7 @@ Result<std::unique_ptr<ExampleSource>> OpenWithModelPipeline(const Model& model,
 Result<FilePredictions> PredictFile(const std::string& model_path, const std::string& input_path, int threads,
                                     bool skip_bad_lines) {
   FilePredictions out;
-  FIELDFM_ASSIGN_OR_RETURN(out.model, LoadModel(model_path));
+  FIELDFM_ASSIGN_OR_RETURN(out.model, LoadModel(model_path, /*map_in_place=*/true));  // one command, then exit
   FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> source,
                            OpenWithModelPipeline(*out.model, model_path, input_path, threads, skip_bad_lines));
   FIELDFM_RETURN_IF_ERROR(PredictSource(*out.model, *source, threads, &out.pred, &out.labels, &out.weights));
@@ -67,7 +67,7 @@ Result<FilePredictions> PredictFile(const std::string& model_path, const std::st
 
 Status PredictFileTo(const std::string& model_path, const std::string& input_path, int threads, bool skip_bad_lines,
                      const PredictionSink& sink) {
-  FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, LoadModel(model_path));
+  FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, LoadModel(model_path, /*map_in_place=*/true));
   FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> source,
                            OpenWithModelPipeline(*model, model_path, input_path, threads, skip_bad_lines));
   return PredictSource(*model, *source, threads, sink);

@@ -1,9 +1,11 @@
 // Model files, determinism, resume, early stopping and unseen values.
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -166,9 +168,11 @@ TEST(ModelFile, BadFilesGiveClearErrors) {
   auto expect_error = [&](const std::string& content, const std::string& needle) {
     const std::string p = dir / "bad.model";
     WriteBytes(p, content);
-    auto r = LoadModel(p);
-    ASSERT_FALSE(r.ok()) << needle;
-    EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
+    for (bool map_in_place : {false, true}) {
+      auto r = LoadModel(p, map_in_place);
+      ASSERT_FALSE(r.ok()) << needle;
+      EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
+    }
   };
   expect_error("", "not a fieldfm model file");
   expect_error("hello world, not a model at all, clearly", "not a fieldfm model file");
@@ -181,10 +185,73 @@ TEST(ModelFile, BadFilesGiveClearErrors) {
   version[8] = 9;
   expect_error(version, "version 9");
   EXPECT_FALSE(LoadModel(dir / "missing.model").ok());
+  EXPECT_FALSE(LoadModel(dir / "missing.model", /*map_in_place=*/true).ok());
+  EXPECT_FALSE(LoadModel(dir.operator/(""), /*map_in_place=*/true).ok());  // a directory
   // Every truncation point fails cleanly (no crash, no partial model).
   for (size_t n = 0; n < bytes.size(); n += 97) {
     WriteBytes(dir / "cut.model", bytes.substr(0, n));
     EXPECT_FALSE(LoadModel(dir / "cut.model").ok()) << n;
+    EXPECT_FALSE(LoadModel(dir / "cut.model", /*map_in_place=*/true).ok()) << n;
+  }
+}
+
+// Rebuilds a model file's bytes without its "pad/" sections: the layout of
+// files written before sparse tables were aligned for in-place loading.
+std::string WithoutPadSections(const std::string& bytes) {
+  std::string payload;
+  for (size_t pos = 32; pos < bytes.size();) {
+    uint32_t len;
+    uint64_t size;
+    std::memcpy(&len, bytes.data() + pos, 4);
+    std::memcpy(&size, bytes.data() + pos + 4 + len, 8);
+    const size_t end = pos + 4 + len + 8 + size;
+    if (bytes.compare(pos + 4, 4, "pad/") != 0) payload += bytes.substr(pos, end - pos);
+    pos = end;
+  }
+  std::string out = bytes.substr(0, 32) + payload;
+  const uint64_t n = payload.size(), digest = XXH64(payload.data(), payload.size(), 0);
+  std::memcpy(out.data() + 16, &n, 8);
+  std::memcpy(out.data() + 24, &digest, 8);
+  return out;
+}
+
+TEST(ModelFile, InferenceTablesAreReadInPlaceFromTheFile) {
+  TempDir dir;
+  auto train = MakeSynthetic(1500, 5, 8, 1, 2), test = MakeSynthetic(300, 5, 8, 1, 3);
+  for (ModelType t : {ModelType::kFfm, ModelType::kNffm}) {
+    MemorySource src(train.data);
+    auto model = Train(SmallOptions(t), src, nullptr, "{}", {});
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    const std::string path = dir / "m.model";
+    ASSERT_TRUE(SaveModel(**model, path).ok());
+    const std::vector<float> expected = Predict(**model, test.data);
+    {
+      auto copied = LoadModel(path);  // the default (long-lived processes such as serve): a private copy
+      ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+      for (const auto& [name, table] : (*copied)->store.sparse) EXPECT_EQ(table.mapped, nullptr) << name;
+      EXPECT_EQ(Predict(**copied, test.data), expected) << Name(t);
+      auto loaded = LoadModel(path, /*map_in_place=*/true);
+      ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+      ASSERT_FALSE((*loaded)->store.sparse.empty());
+      for (const auto& [name, table] : (*loaded)->store.sparse) {
+        ASSERT_NE(table.mapped, nullptr) << name;
+        EXPECT_TRUE(table.data.empty()) << name;
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(table.mapped) % 64, 0u) << name;
+      }
+      // The mapping outlives the file's name: replacing or deleting the file
+      // (as a new model is atomically renamed over it) leaves this one intact.
+      fs::remove(path);
+      EXPECT_EQ(Predict(**loaded, test.data), expected) << Name(t);
+    }
+    // A file without the alignment padding (older layout) loads by copying.
+    ASSERT_TRUE(SaveModel(**model, path).ok());
+    const std::string bytes = ReadBytes(path);
+    const std::string old_layout = WithoutPadSections(bytes);
+    ASSERT_LT(old_layout.size(), bytes.size());
+    WriteBytes(dir / "old.model", old_layout);
+    auto old = LoadModel(dir / "old.model", /*map_in_place=*/true);
+    ASSERT_TRUE(old.ok()) << old.status().ToString();
+    EXPECT_EQ(Predict(**old, test.data), expected) << Name(t);
   }
 }
 
