@@ -50,6 +50,11 @@ struct TrainOptions {
   size_t block_rows = 1 << 16;
   std::string checkpoint_path;  // when set: written after every epoch
   std::string resume_path;      // when set: continue from this checkpoint
+  // auto_stop: the file that holds the best epoch's sparse weights while
+  // training goes on (not memory: they are as large as the model); removed
+  // when Train returns. Empty: checkpoint_path + ".best", or without a
+  // checkpoint a temporary file in $TMPDIR (else /tmp).
+  std::string best_weights_path;
 
   nlohmann::json ToJson() const;
 };

@@ -118,6 +118,7 @@ Status Run(TrainFlags& f) {
   if (f.model_path.empty()) f.model_path = f.train_path + ".model";  // libffm's default
   if (!f.no_checkpoint) o.checkpoint_path = f.checkpoint.empty() ? f.model_path + ".ckpt" : f.checkpoint;
   o.resume_path = f.resume;
+  o.best_weights_path = f.model_path + ".best";  // --auto-stop's best epoch: beside the model, not in memory
 
   const ReadOptions read = ToReadOptions(f.pipeline);
   FIELDFM_ASSIGN_OR_RETURN(FeaturePipeline pipeline, BuildPipeline(f.pipeline, f.train_path));

@@ -30,10 +30,9 @@ void SparseTable::CopyWeights(uint64_t first, uint64_t n, float* out) const {
   for (uint64_t s = 0; s < n; ++s) std::copy_n(base() + (first + s) * ss, k, out + s * k);
 }
 
-void SparseTable::SetWeights(const std::vector<float>& w) {
+void SparseTable::SetWeights(uint64_t first, uint64_t n, const float* w) {
   const uint32_t ss = slot_stride();
-  for (uint64_t s = 0; s < rows * slots; ++s)
-    for (uint32_t d = 0; d < k; ++d) base()[s * ss + d] = w[s * k + d];
+  for (uint64_t s = 0; s < n; ++s) std::copy_n(w + s * k, k, base() + (first + s) * ss);
 }
 
 void SparseTable::DropState() {

@@ -89,7 +89,8 @@ struct SparseTable {
   // The weights of slots [first, first + n) (global slot = row * slots + slot)
   // into out[0, n * k): Weights() a piece at a time.
   void CopyWeights(uint64_t first, uint64_t n, float* out) const;
-  void SetWeights(const std::vector<float>& w);
+  // The reverse: weights of slots [first, first + n) from w[0, n * k), state untouched.
+  void SetWeights(uint64_t first, uint64_t n, const float* w);
   // Keeps the weights only (state = 0), moved down in place.
   void DropState();
 };

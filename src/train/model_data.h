@@ -53,8 +53,12 @@ struct TrainState {
   double best_score = 0;
   int bad_epochs = 0;
   std::vector<EpochReport> history;
-  // The best epoch's weights (auto-stop), by parameter name.
-  std::map<std::string, std::vector<float>> best_sparse, best_dense;
+  // The best epoch's weights (auto-stop). The sparse tables' are in a snapshot
+  // file (train/best_snapshot.h), not in memory: a second copy of the model.
+  // Tag 0: no snapshot written. Dense params (small) are kept here by name.
+  std::string best_sparse_path;
+  uint64_t best_sparse_tag = 0;
+  std::map<std::string, std::vector<float>> best_dense;
 };
 
 // Fills store.known from counts and, per table, the unseen vectors: the mean
@@ -63,6 +67,11 @@ struct TrainState {
 void ComputeUnseen(Model* model);
 
 // kind: model file (weights only) or checkpoint (optimizer state + TrainState).
+// A checkpoint carries the best epoch's sparse weights itself (sections
+// best_sparse/<table>, copied from the snapshot file piece by piece), so it
+// stays valid once the snapshot is gone. Reading one writes those sections to
+// a new snapshot at state->best_sparse_path (which must then be set) and
+// sets best_sparse_tag.
 Status WriteModelFile(const std::string& path, const Model& model, const TrainState* state);
 // map_in_place: the sparse tables of a model file (not a checkpoint) are read
 // in place from a private mapping of the file (SparseTable::mapped) instead of

@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "train/best_snapshot.h"
 #include "train/model_data.h"
 #include "util/atomic_file.h"
 
@@ -110,6 +111,26 @@ Status AddWeights(SectionWriter* w, const std::string& name, const SparseTable& 
   return w->End();
 }
 
+// The best epoch's sparse weights, from the snapshot file into the checkpoint.
+Status AddBestSparse(SectionWriter* w, const TrainState& state) {
+  SnapshotReader r;
+  FIELDFM_RETURN_IF_ERROR(r.Open(state.best_sparse_path, state.best_sparse_tag));
+  constexpr uint64_t kFloatsPerPiece = 1 << 14;
+  std::vector<float> piece;
+  for (const SnapshotTable& t : r.tables()) {
+    FIELDFM_RETURN_IF_ERROR(w->Begin("best_sparse/" + t.name, t.floats * sizeof(float)));
+    for (uint64_t first = 0; first < t.floats; first += kFloatsPerPiece) {
+      piece.resize(std::min(kFloatsPerPiece, t.floats - first));
+      FIELDFM_RETURN_IF_ERROR(r.Read(piece.data(), piece.size()));
+      FIELDFM_RETURN_IF_ERROR(w->Append(piece.data(), piece.size() * sizeof(float)));
+    }
+    FIELDFM_RETURN_IF_ERROR(w->End());
+  }
+  // Checked before the checkpoint is committed: a corrupted snapshot never
+  // reaches it.
+  return r.Finish();
+}
+
 template <typename T, typename A>
 Status Decode(std::string_view name, std::string_view data, std::vector<T, A>* out, size_t expected) {
   if (data.size() != expected * sizeof(T))
@@ -164,7 +185,7 @@ Status WriteModelFile(const std::string& path, const Model& m, const TrainState*
                       {"history", nlohmann::json::array()}};
     for (const auto& r : state->history) ts["history"].push_back(ReportToJson(r));
     FIELDFM_RETURN_IF_ERROR(w.Add("train_state", ts.dump()));
-    for (const auto& [name, v] : state->best_sparse) FIELDFM_RETURN_IF_ERROR(w.Add("best_sparse/" + name, v));
+    if (state->best_sparse_tag != 0) FIELDFM_RETURN_IF_ERROR(AddBestSparse(&w, *state));
     for (const auto& [name, v] : state->best_dense) FIELDFM_RETURN_IF_ERROR(w.Add("best_dense/" + name, v));
   }
   std::memcpy(header, kMagic, 8);
@@ -368,11 +389,27 @@ Status ReadModelFile(const std::string& path, Model* m, TrainState* state, bool 
     } catch (const nlohmann::json::exception& e) {
       return bad(std::string("bad train_state: ") + e.what());
     }
+    std::vector<SnapshotTable> best_tables;
+    std::vector<std::string_view> best_data;
     for (const auto& [name, data] : sections) {
-      std::vector<float> v(data.size() / sizeof(float));
-      if (!v.empty()) std::memcpy(v.data(), data.data(), v.size() * sizeof(float));
-      if (name.rfind("best_sparse/", 0) == 0) state->best_sparse[name.substr(12)] = std::move(v);
-      if (name.rfind("best_dense/", 0) == 0) state->best_dense[name.substr(11)] = std::move(v);
+      if (name.rfind("best_sparse/", 0) == 0) {
+        if (data.size() % sizeof(float)) return bad("section '" + name + "' is not a float array");
+        best_tables.push_back({name.substr(12), data.size() / sizeof(float)});
+        best_data.push_back(data);
+      } else if (name.rfind("best_dense/", 0) == 0) {
+        std::vector<float> v(data.size() / sizeof(float));
+        if (!v.empty()) std::memcpy(v.data(), data.data(), v.size() * sizeof(float));
+        state->best_dense[name.substr(11)] = std::move(v);
+      }
+    }
+    state->best_sparse_tag = 0;
+    if (!best_tables.empty()) {
+      if (state->best_sparse_path.empty())
+        return Status::Internal(path + ": the checkpoint has best-epoch weights but no snapshot path was given");
+      SnapshotWriter sw;
+      FIELDFM_RETURN_IF_ERROR(sw.Open(state->best_sparse_path, state->best_epoch, best_tables));
+      for (std::string_view d : best_data) FIELDFM_RETURN_IF_ERROR(sw.Append(d.data(), d.size()));
+      FIELDFM_ASSIGN_OR_RETURN(state->best_sparse_tag, sw.Commit());
     }
   }
   return Status::Ok();

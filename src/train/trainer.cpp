@@ -11,14 +11,19 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <numeric>
 #include <thread>
+
+#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include "fieldfm/train.h"
 #include "model/network.h"
+#include "train/best_snapshot.h"
 #include "train/metrics.h"
 #include "train/model_data.h"
 
@@ -80,6 +85,7 @@ class Trainer {
  public:
   Trainer(const TrainOptions& o, ExampleSource& train, ExampleSource* valid, const TrainCallbacks& cb)
       : o_(o), train_(train), valid_(valid), cb_(cb) {}
+  ~Trainer() { DropSnapshot(); }  // also when training failed: it is only this run's
 
   Result<std::shared_ptr<Model>> Run(const std::string& pipeline_json, TrainSummary* summary);
 
@@ -90,9 +96,10 @@ class Trainer {
   void TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed,
                  uint64_t step_base, std::atomic<size_t>* cursor);
   Status Validate(EpochReport* report, double* score);
-  std::map<std::string, std::vector<float>> SnapshotSparse() const;
-  std::map<std::string, std::vector<float>> SnapshotDense() const;
-  void RestoreBest();
+  std::string SnapshotPath() const;
+  Status SnapshotBest();
+  void DropSnapshot();
+  Status RestoreBest();
 
   TrainOptions o_;
   ExampleSource& train_;
@@ -157,6 +164,8 @@ Status Trainer::Setup(const std::string& pipeline_json) {
   if (o_.model.dropout < 0 || o_.model.dropout >= 1) return Status::InvalidArgument("dropout must be in [0, 1)");
   Model& m = *model_;
   bool fresh = o_.resume_path.empty();
+  // Set before reading a checkpoint: its best-epoch weights go there.
+  state_.best_sparse_path = SnapshotPath();
   if (fresh) {
     m.spec = o_.model;
     FIELDFM_RETURN_IF_ERROR(CountValues());
@@ -298,27 +307,42 @@ Status Trainer::Validate(EpochReport* r, double* score) {
   return Status::Ok();
 }
 
-std::map<std::string, std::vector<float>> Trainer::SnapshotSparse() const {
-  std::map<std::string, std::vector<float>> s;
-  for (const auto& [name, t] : model_->store.sparse) s[name] = t.Weights();
-  return s;
+std::string Trainer::SnapshotPath() const {
+  if (!o_.best_weights_path.empty()) return o_.best_weights_path;
+  if (!o_.checkpoint_path.empty()) return o_.checkpoint_path + ".best";
+  static std::atomic<uint64_t> counter{0};
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  if (ec) dir = "/tmp";
+  return (dir / fmt::format("fieldfm-best-{}-{}.bin", ::getpid(), counter++)).string();
 }
 
-std::map<std::string, std::vector<float>> Trainer::SnapshotDense() const {
-  std::map<std::string, std::vector<float>> s;
-  for (const auto& [name, p] : model_->store.dense) s[name].assign(p.w.begin(), p.w.end());
-  return s;
+// The current weights become the best epoch's: sparse tables to the snapshot
+// file, dense params (small) in memory.
+Status Trainer::SnapshotBest() {
+  DropSnapshot();  // the previous best is no longer needed (a checkpoint has its own copy): free its disk first
+  FIELDFM_ASSIGN_OR_RETURN(state_.best_sparse_tag,
+                           WriteSparseSnapshot(state_.best_sparse_path, state_.best_epoch, model_->store));
+  state_.best_dense.clear();
+  for (const auto& [name, p] : model_->store.dense) state_.best_dense[name].assign(p.w.begin(), p.w.end());
+  return Status::Ok();
 }
 
-void Trainer::RestoreBest() {
-  for (auto& [name, t] : model_->store.sparse) {
-    auto it = state_.best_sparse.find(name);
-    if (it != state_.best_sparse.end() && it->second.size() == t.rows * t.slots * t.k) t.SetWeights(it->second);
-  }
+void Trainer::DropSnapshot() {
+  if (state_.best_sparse_tag == 0) return;
+  std::remove(state_.best_sparse_path.c_str());
+  state_.best_sparse_tag = 0;
+}
+
+Status Trainer::RestoreBest() {
+  // No snapshot: a checkpoint resumed from a run without --auto-stop (the weights stay the last epoch's).
+  if (state_.best_sparse_tag != 0)
+    FIELDFM_RETURN_IF_ERROR(RestoreSparseSnapshot(state_.best_sparse_path, state_.best_sparse_tag, &model_->store));
   for (auto& [name, p] : model_->store.dense) {
     auto it = state_.best_dense.find(name);
     if (it != state_.best_dense.end() && it->second.size() == p.w.size()) p.w.assign(it->second.begin(), it->second.end());
   }
+  return Status::Ok();
 }
 
 Result<std::shared_ptr<Model>> Trainer::Run(const std::string& pipeline_json, TrainSummary* summary) {
@@ -336,10 +360,7 @@ Result<std::shared_ptr<Model>> Trainer::Run(const std::string& pipeline_json, Tr
         state_.best_score = score;
         state_.bad_epochs = 0;
         r.best = true;
-        if (o_.auto_stop) {
-          state_.best_sparse = SnapshotSparse();
-          state_.best_dense = SnapshotDense();
-        }
+        if (o_.auto_stop) FIELDFM_RETURN_IF_ERROR(SnapshotBest().WithContext("auto-stop"));
       } else if (o_.auto_stop && ++state_.bad_epochs >= o_.patience) {
         stopped = true;
       }
@@ -352,7 +373,9 @@ Result<std::shared_ptr<Model>> Trainer::Run(const std::string& pipeline_json, Tr
       FIELDFM_RETURN_IF_ERROR(WriteModelFile(o_.checkpoint_path, m, &state_).WithContext("checkpoint"));
     if (cb_.on_epoch) cb_.on_epoch(r);
   }
-  if (o_.auto_stop && state_.best_epoch > 0 && state_.best_epoch != state_.epochs_done) RestoreBest();
+  if (o_.auto_stop && state_.best_epoch > 0 && state_.best_epoch != state_.epochs_done)
+    FIELDFM_RETURN_IF_ERROR(RestoreBest().WithContext("auto-stop: restoring the best epoch"));
+  DropSnapshot();
   m.store.step = step_;
   m.training = nlohmann::json{{"options", o_.ToJson()},
                               {"rows", rows_total_},

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +37,27 @@ class TrainCli : public ::testing::Test {
   CliTempDir dir_;
   std::string prefix_, train_, test_;
 };
+
+TEST_F(TrainCli, AutoStopReturnsTheBestEpochAndLeavesNoSnapshot) {
+  // A large step without regularisation: validation soon gets worse.
+  std::string model = dir_.Path("best.model");
+  auto r = RunCli("train -q -s 1 --seed 3 -r 1 -l 0 -k 4 -t 20 -p " + test_ + " --auto-stop " + train_ + " " + model);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::vector<nlohmann::json> epochs;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] == '{') epochs.push_back(nlohmann::json::parse(line));
+  ASSERT_GE(epochs.size(), 2u);
+  ASSERT_FALSE(epochs.back()["best"].get<bool>()) << r.out;  // stopped after a worse epoch
+  double best = 1e9;
+  for (const auto& e : epochs) best = std::min(best, e["va_logloss"].get<double>());
+  // The snapshot beside the model is gone; the model is the best epoch's.
+  EXPECT_FALSE(std::filesystem::exists(model + ".best"));
+  EXPECT_TRUE(std::filesystem::exists(model + ".ckpt"));
+  r = RunCli("eval --json " + model + " " + test_);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["logloss"].get<double>(), best, 1e-9);
+}
 
 TEST_F(TrainCli, TrainEvalPredictAgree) {
   std::string model = dir_.Path("ffm.model");

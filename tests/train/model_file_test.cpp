@@ -2,8 +2,10 @@
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
-#include <cstring>
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,6 +14,7 @@
 #include "fieldfm/data.h"
 #include "fieldfm/predictor.h"
 #include "fieldfm/train.h"
+#include "train/best_snapshot.h"
 #include "train/memory_source.h"
 #include "train/metrics.h"
 #include "train/model_data.h"
@@ -344,6 +347,191 @@ TEST(EarlyStopping, KeepsTheBestEpochsParameters) {
   const double ll = ComputeMetrics(pred, valid.data.labels, {}, Task::kClassification).logloss;
   EXPECT_NEAR(ll, best.va_logloss, 1e-6);
   EXPECT_TRUE(seen.back().ToJson().contains("va_auc"));
+}
+
+// --auto-stop with a validation set whose logloss soon rises (few rows, many
+// values, a large step), so the best epoch is not the last.
+struct Overfitting {
+  testing::Synthetic train = MakeSynthetic(1500, 6, 40, 1, 2), valid = MakeSynthetic(1000, 6, 40, 1, 5);
+  TrainOptions Options() const {
+    TrainOptions o = SmallOptions(ModelType::kFfm);
+    o.lr = 0.5f;
+    o.lambda = 0;
+    o.epochs = 30;
+    o.auto_stop = true;
+    return o;
+  }
+};
+
+std::vector<std::string> FilesIn(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(EarlyStopping, BestWeightsLiveInAFileRemovedAtTheEnd) {
+  TempDir dir;
+  Overfitting data;
+  MemorySource src(data.train.data), va(data.valid.data);
+  // Where the snapshot goes: the given path, else beside the checkpoint, else in $TMPDIR.
+  const std::string tmpdir = dir / "tmp";
+  fs::create_directories(tmpdir);
+  const char* old_tmpdir = std::getenv("TMPDIR");
+  const std::string saved_tmpdir = old_tmpdir ? old_tmpdir : "";
+  ::setenv("TMPDIR", tmpdir.c_str(), 1);
+  for (int where = 0; where < 3; ++where) {
+    TrainOptions o = data.Options();
+    std::string expected;
+    if (where == 0) expected = o.best_weights_path = dir / "model.best";
+    if (where == 1) expected = (o.checkpoint_path = dir / "ckpt") + ".best";
+    TrainCallbacks cb;
+    std::vector<std::string> tmp_files;
+    int epochs_with_file = 0;
+    cb.on_epoch = [&](const EpochReport& r) {
+      if (where < 2) {
+        epochs_with_file += fs::exists(expected);
+      } else {
+        tmp_files = FilesIn(tmpdir);
+        epochs_with_file += tmp_files.size() == 1;
+      }
+    };
+    TrainSummary summary;
+    auto model = Train(o, src, &va, "{}", cb, &summary);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    ASSERT_TRUE(summary.stopped_early);
+    // Every epoch after the first best one had its snapshot on disk.
+    EXPECT_EQ(epochs_with_file, int(summary.epochs.size())) << where;
+    if (where < 2) {
+      EXPECT_FALSE(fs::exists(expected)) << where;
+    } else {
+      ASSERT_EQ(tmp_files.size(), 1u);
+      EXPECT_EQ(tmp_files[0].rfind("fieldfm-best-", 0), 0u) << tmp_files[0];
+      EXPECT_TRUE(FilesIn(tmpdir).empty());
+    }
+    // Nothing else left behind (no temporary files of the atomic writes).
+    for (const std::string& f : FilesIn(dir / ""))
+      EXPECT_TRUE(f == "tmp" || f == "ckpt") << f;
+  }
+  if (old_tmpdir) {
+    ::setenv("TMPDIR", saved_tmpdir.c_str(), 1);
+  } else {
+    ::unsetenv("TMPDIR");
+  }
+}
+
+TEST(EarlyStopping, DamagedSnapshotIsAnErrorNamingTheFile) {
+  Overfitting data;
+  enum Damage { kFlip, kTruncate, kRemove };
+  for (bool checkpoint : {false, true})
+    for (Damage damage : {kFlip, kTruncate, kRemove}) {
+      TempDir dir;
+      MemorySource src(data.train.data), va(data.valid.data);
+      TrainOptions o = data.Options();
+      o.best_weights_path = dir / "model.best";
+      if (checkpoint) o.checkpoint_path = dir / "ckpt";
+      TrainCallbacks cb;
+      // Each snapshot once, just after it is written, so the one read next
+      // (by the next checkpoint or by the final restore) is damaged.
+      cb.on_epoch = [&](const EpochReport& r) {
+        if (!r.best) return;
+        std::string bytes = ReadBytes(o.best_weights_path);
+        if (damage == kFlip) bytes[bytes.size() / 2] ^= 0x10;
+        if (damage == kTruncate) bytes.resize(bytes.size() - 8);
+        if (damage == kRemove) {
+          fs::remove(o.best_weights_path);
+        } else {
+          WriteBytes(o.best_weights_path, bytes);
+        }
+      };
+      TrainSummary summary;
+      auto model = Train(o, src, &va, "{}", cb, &summary);
+      ASSERT_FALSE(model.ok()) << damage << checkpoint << " best " << summary.best_epoch << " of " << summary.epochs.size();
+      const std::string msg = model.status().ToString();
+      EXPECT_NE(msg.find(o.best_weights_path), std::string::npos) << msg;
+      const char* want[] = {"checksum", "truncated", "cannot open"};
+      EXPECT_NE(msg.find(want[damage]), std::string::npos) << msg;
+      if (checkpoint) {
+        EXPECT_NE(msg.find("checkpoint"), std::string::npos) << msg;
+      }
+      EXPECT_FALSE(fs::exists(o.best_weights_path)) << msg;  // a failed run removes it too
+    }
+}
+
+TEST(Checkpoint, ResumeAfterTheBestEpochEqualsUninterruptedRun) {
+  TempDir dir;
+  Overfitting data;
+  MemorySource src(data.train.data), va(data.valid.data);
+  TrainOptions o = data.Options();
+  o.patience = 2;
+  TrainSummary full_summary;
+  auto full = Train(o, src, &va, "{}", {}, &full_summary);
+  ASSERT_TRUE(full.ok());
+  ASSERT_TRUE(SaveModel(**full, dir / "full").ok());
+  const int best = full_summary.best_epoch;
+  ASSERT_TRUE(full_summary.stopped_early);
+  ASSERT_EQ(int(full_summary.epochs.size()), best + 2);
+
+  // Interrupted one epoch after the best: the checkpoint must carry the best
+  // weights, as its snapshot file is gone once the first run returns.
+  TrainOptions first = o;
+  first.epochs = best + 1;
+  first.checkpoint_path = dir / "ckpt";
+  ASSERT_TRUE(Train(first, src, &va, "{}", {}).ok());
+  EXPECT_FALSE(fs::exists(dir / "ckpt.best"));
+  TrainOptions rest = o;
+  rest.resume_path = dir / "ckpt";
+  rest.best_weights_path = dir / "rest.best";
+  TrainSummary summary;
+  auto resumed = Train(rest, src, &va, "{}", {}, &summary);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  ASSERT_TRUE(SaveModel(**resumed, dir / "resumed").ok());
+  EXPECT_EQ(summary.best_epoch, best);
+  EXPECT_EQ(summary.epochs.size(), full_summary.epochs.size());
+  EXPECT_TRUE(ReadBytes(dir / "full") == ReadBytes(dir / "resumed"));
+  EXPECT_FALSE(fs::exists(dir / "rest.best"));
+}
+
+TEST(BestSnapshot, RoundTripsWeightsAndRefusesAnotherTagOrShape) {
+  TempDir dir;
+  auto train = MakeSynthetic(500, 4, 6, 1, 2);
+  MemorySource src(train.data);
+  TrainOptions o = SmallOptions(ModelType::kFfm);
+  o.epochs = 1;
+  o.checkpoint_path = dir / "ckpt";
+  ASSERT_TRUE(Train(o, src, nullptr, "{}", {}).ok());
+  Model m;  // with optimizer state, as during training
+  TrainState state;
+  ASSERT_TRUE(ReadModelFile(dir / "ckpt", &m, &state).ok());
+  ParamStore& store = m.store;
+  ASSERT_GT(store.state, 0);
+  auto tag = WriteSparseSnapshot(dir / "snap", 3, store);
+  ASSERT_TRUE(tag.ok()) << tag.status().ToString();
+  const ParamStore before = store;
+  for (auto& [name, t] : store.sparse)
+    for (float& x : t.data) x += 1;
+  // Another tag: a stale file, refused before anything is changed.
+  auto stale = RestoreSparseSnapshot(dir / "snap", *tag + 1, &store);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_NE(stale.ToString().find("stale"), std::string::npos) << stale.ToString();
+  ASSERT_TRUE(RestoreSparseSnapshot(dir / "snap", *tag, &store).ok());
+  for (const auto& [name, t] : store.sparse) {
+    const SparseTable& b = before.sparse.at(name);
+    for (uint64_t s = 0; s < t.rows * t.slots; ++s)
+      for (uint32_t d = 0; d < t.slot_stride(); ++d) {
+        const float want = d < t.k ? b.data[s * t.slot_stride() + d] : b.data[s * t.slot_stride() + d] + 1;
+        ASSERT_EQ(t.data[s * t.slot_stride() + d], want) << name << " " << s << " " << d;  // state untouched
+      }
+  }
+  // A model of another shape.
+  store.sparse.begin()->second.rows -= 1;
+  auto shape = RestoreSparseSnapshot(dir / "snap", *tag, &store);
+  ASSERT_FALSE(shape.ok());
+  EXPECT_NE(shape.ToString().find(dir / "snap"), std::string::npos) << shape.ToString();
+  WriteBytes(dir / "junk", "not a snapshot");
+  auto junk = RestoreSparseSnapshot(dir / "junk", *tag, &store);
+  ASSERT_FALSE(junk.ok());
+  EXPECT_NE(junk.ToString().find("not a snapshot file"), std::string::npos) << junk.ToString();
 }
 
 // ---- unseen values ------------------------------------------------------------
