@@ -48,6 +48,9 @@ inline constexpr size_t kDefaultCacheBlockRows = 16384;
 Status BuildCache(ExampleSource& src, const CacheKey& key, const std::string& out_path,
                   size_t block_rows = kDefaultCacheBlockRows);
 
+// True when `path` starts with the cache magic (a `fieldfm cache` output):
+// FeaturePipeline::Open then reads it as a cache, not as text.
+bool IsCacheFile(const std::string& path);
 // Header + block index of a cache (checksum verified); Corruption on a bad file.
 Result<CacheInfo> ReadCacheInfo(const std::string& cache_path);
 

@@ -14,7 +14,8 @@ std::string CachePathFor(const std::string& path) { return path + ".fieldfm-cach
 
 Result<std::unique_ptr<ExampleSource>> OpenInput(const FeaturePipeline& pipeline, const std::string& path,
                                                  const ReadOptions& read, bool use_cache) {
-  if (!use_cache) return pipeline.Open(path, read);
+  // A cache given as the input is read as it is (no cache of a cache).
+  if (!use_cache || IsCacheFile(path)) return pipeline.Open(path, read);
   const std::string cache_path = CachePathFor(path);
   FIELDFM_ASSIGN_OR_RETURN(CacheKey key, CacheKeyForFile(path, pipeline.Fingerprint()));
   std::filesystem::path dir = std::filesystem::absolute(cache_path).parent_path();

@@ -290,6 +290,15 @@ Status BuildCache(ExampleSource& src, const CacheKey& key, const std::string& ou
   return file.Commit();
 }
 
+bool IsCacheFile(const std::string& path) {
+  char head[sizeof(cache_format::kMagic)] = {};
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;  // the caller's reader reports the open error
+  const size_t n = std::fread(head, 1, sizeof head, f);
+  std::fclose(f);
+  return n == sizeof head && std::memcmp(head, cache_format::kMagic, sizeof head) == 0;
+}
+
 Result<CacheInfo> ReadCacheInfo(const std::string& cache_path) {
   FIELDFM_ASSIGN_OR_RETURN(auto file, MappedFile::Map(cache_path));
   CacheInfo info;

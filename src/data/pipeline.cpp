@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <fmt/format.h>
 #include <unordered_map>
 
 #include "data/field_map.h"
@@ -10,6 +11,7 @@
 #include "data/parse_util.h"
 #include "data/schema.h"
 #include "data/text_source.h"
+#include "fieldfm/cache.h"
 #include "fieldfm/data.h"
 
 namespace fieldfm {
@@ -256,6 +258,18 @@ Status FeaturePipeline::Fit(const std::string& train_path, const ReadOptions& re
 }
 
 Result<std::unique_ptr<ExampleSource>> FeaturePipeline::Open(const std::string& path, const ReadOptions& read) const {
+  // A binary cache (`fieldfm cache`) is read as it is, if it was encoded by
+  // this same pipeline: its indices would mean other features otherwise.
+  if (IsCacheFile(path)) {
+    FIELDFM_ASSIGN_OR_RETURN(CacheInfo info, ReadCacheInfo(path));
+    if (info.key.fingerprint != Fingerprint())
+      return Status::InvalidArgument(fmt::format(
+          "{}: a fieldfm cache encoded by another feature pipeline (fingerprint {:016x}, this one {:016x}): "
+          "rebuild it with `fieldfm cache` and the same format/schema/hash flags, or pass the text file",
+          path, info.key.fingerprint, Fingerprint()));
+    FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<CacheSource> cache, CacheSource::Open(path));
+    return std::unique_ptr<ExampleSource>(std::move(cache));
+  }
   // Sources keep their own reference to the (immutable) state.
   auto impl = std::make_shared<Impl>(*impl_);
   if (impl->format == InputFormat::kAuto) {

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "data/cache_format.h"
+#include "fieldfm/data.h"
 #include "data/shuffle.h"
 
 namespace fieldfm {
@@ -451,6 +452,51 @@ TEST_F(CacheDamage, BlockPayloadBitFlipIsCaughtOnRead) {
 TEST(Cache, MissingFileIsNotFound) {
   auto src = OpenCache(TempPath("nope"));
   EXPECT_EQ(src.status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace fieldfm
+
+namespace fieldfm {
+namespace {
+
+TEST(Cache, APipelineReadsItsOwnCacheAsInputAndRefusesAnotherPipelines) {
+  const std::string text = TempPath("pipeline_input.ffm");
+  std::ofstream(text) << "1 0:3:1 1:17:0.5\n0 0:4:1 1:18:2\n1 0:3:1 1:19:1\n";
+  PipelineOptions o;
+  o.format = InputFormat::kLibffm;
+  auto p = FeaturePipeline::Create(o);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  auto from_text = p->Open(text, ReadOptions{});
+  ASSERT_TRUE(from_text.ok()) << from_text.status().ToString();
+  const std::vector<Row> expected = ReadAll(**from_text, 2);
+  ASSERT_EQ(expected.size(), 3u);
+
+  const std::string cache = TempPath("pipeline_input.bin");
+  auto src = p->Open(text, ReadOptions{});
+  ASSERT_TRUE(src.ok());
+  auto key = CacheKeyForFile(text, p->Fingerprint());
+  ASSERT_TRUE(key.ok());
+  ASSERT_TRUE(BuildCache(**src, *key, cache).ok());
+  EXPECT_TRUE(IsCacheFile(cache));
+  EXPECT_FALSE(IsCacheFile(text));
+  EXPECT_FALSE(IsCacheFile(TempPath("no_such_file")));
+
+  auto from_cache = p->Open(cache, ReadOptions{});
+  ASSERT_TRUE(from_cache.ok()) << from_cache.status().ToString();
+  EXPECT_EQ(ReadAll(**from_cache, 2), expected);
+
+  // Another hash space: the cached indices would mean other features.
+  o.hash_bits = 12;
+  auto q = FeaturePipeline::Create(o);
+  ASSERT_TRUE(q.ok());
+  auto refused = q->Open(cache, ReadOptions{});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("another feature pipeline"), std::string::npos)
+      << refused.status().message();
+  EXPECT_NE(refused.status().message().find(cache), std::string::npos) << refused.status().message();
+  std::filesystem::remove(text);
+  std::filesystem::remove(cache);
 }
 
 }  // namespace
