@@ -67,10 +67,10 @@ struct SparseTable {
   uint32_t k = 1;
   uint32_t state = 0;  // state floats per weight
   FloatVec data;       // rows * slots * k * (1 + state), unless `mapped` is set
-  // Inference only: the weights (no state) read in place from a private
-  // mapping of the model file, which `mapping` keeps open. A model of
-  // gigabytes then loads in the time of its checksum, without allocating and
-  // copying it, and processes serving one file share its pages.
+  // Inference in one-shot commands (LoadModel(path, map_in_place)): the
+  // weights (no state) read in place from a private mapping of the model
+  // file, which `mapping` keeps open. A model of gigabytes then loads in the
+  // time of its checksum, without allocating and copying it.
   float* mapped = nullptr;
   std::shared_ptr<void> mapping;
   // Inference only: the vector used for an unseen value of field f, one row

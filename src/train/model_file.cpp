@@ -349,7 +349,8 @@ Status ReadModelFile(const std::string& path, Model* m, TrainState* state, bool 
       t.slots = pname == "field_aware_embedding" ? F : 1;
       t.state = uint32_t(state_floats);
       const uint64_t expected = t.rows * t.row_stride();
-      const bool in_place = map_in_place && kind == kKindModel && state_floats == 0 && data.size() == expected * sizeof(float) &&
+      const bool in_place = map_in_place && kind == kKindModel && state_floats == 0 &&
+                            data.size() == expected * sizeof(float) &&
                             reinterpret_cast<uintptr_t>(data.data()) % kSparseAlign == 0;
       if (in_place) {
         t.mapped = reinterpret_cast<float*>(const_cast<char*>(data.data()));
