@@ -14,6 +14,7 @@ PACKAGES=(
   zlib1g-dev libzstd-dev  # transparent .gz / .zst input
   libeigen3-dev           # small dense algebra (batch norm, reductions)
   libdnnl-dev             # dense layers' matrix products (docs/models.md, "Dense layers")
+  ocl-icd-opencl-dev      # only a recommend of libdnnl-dev, but dnnl-config.cmake requires OpenCL
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost-dev            # fieldfm serve: Asio + Beast (header-only)
   libsimdjson-dev         # fieldfm serve: predict bodies
