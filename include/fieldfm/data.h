@@ -48,6 +48,8 @@ class FeaturePipeline {
 
   // Learns what needs the training data (vocabularies, quantile bin edges).
   // A no-op for formats that carry feature ids already (libffm, libsvm).
+  // On a binary cache (`fieldfm cache`) with format auto, it takes the sparse
+  // format whose pipeline the cache was built with.
   Status Fit(const std::string& train_path, const ReadOptions& read);
 
   // A streaming source over a text file (plain, .gz or .zst; LF or CRLF).
@@ -73,6 +75,7 @@ class FeaturePipeline {
   InputFormat format() const;
 
  private:
+  Status FitFromCache(const std::string& path);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

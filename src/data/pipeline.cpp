@@ -208,6 +208,7 @@ Result<std::unique_ptr<data::ChunkParser>> FeaturePipeline::Impl::MakeParser(con
 }
 
 Status FeaturePipeline::Fit(const std::string& train_path, const ReadOptions& read) {
+  if (IsCacheFile(train_path)) return FitFromCache(train_path);
   if (impl_->format == InputFormat::kAuto) {
     FIELDFM_ASSIGN_OR_RETURN(impl_->format, SniffFormat(train_path));
   }
@@ -255,6 +256,25 @@ Status FeaturePipeline::Fit(const std::string& train_path, const ReadOptions& re
   impl_->schema = std::make_shared<const Schema>(std::move(fitted));
   impl_->IndexColumns();
   return Status::Ok();
+}
+
+// A binary cache holds no text to sniff or fit on, only its pipeline's
+// fingerprint. With --format auto, the sparse format whose pipeline (these
+// flags otherwise) has that fingerprint is the one it was built with.
+Status FeaturePipeline::FitFromCache(const std::string& path) {
+  if (impl_->schema && impl_->schema->NeedsFit() && !impl_->schema->fitted)
+    return Status::InvalidArgument(path + ": a binary cache cannot fit the schema's vocabulary/quantile columns; "
+                                          "train on the text file");
+  if (impl_->format != InputFormat::kAuto) return Status::Ok();  // Open checks the fingerprint
+  FIELDFM_ASSIGN_OR_RETURN(CacheInfo info, ReadCacheInfo(path));
+  for (InputFormat f : {InputFormat::kLibffm, InputFormat::kLibsvm}) {
+    impl_->format = f;
+    if (Fingerprint() == info.key.fingerprint) return Status::Ok();
+  }
+  impl_->format = InputFormat::kAuto;
+  return Status::InvalidArgument(
+      path + ": a fieldfm cache built by another feature pipeline than libffm or libsvm input with these flags; "
+             "pass the --format/--schema/hash flags it was built with, or the text file");
 }
 
 Result<std::unique_ptr<ExampleSource>> FeaturePipeline::Open(const std::string& path, const ReadOptions& read) const {

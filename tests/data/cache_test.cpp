@@ -499,5 +499,43 @@ TEST(Cache, APipelineReadsItsOwnCacheAsInputAndRefusesAnotherPipelines) {
   std::filesystem::remove(cache);
 }
 
+TEST(Cache, FitWithAutoFormatTakesTheFormatTheCacheWasBuiltWith) {
+  const std::string text = TempPath("fit_auto.txt");  // no extension: the format is sniffed
+  std::ofstream(text) << "1 3:1 17:0.5\n0 4:1 18:2\n";
+  const std::string cache = TempPath("fit_auto.bin");
+  PipelineOptions svm;
+  svm.format = InputFormat::kLibsvm;
+  auto p = FeaturePipeline::Create(svm);
+  ASSERT_TRUE(p.ok());
+  auto src = p->Open(text, ReadOptions{});
+  ASSERT_TRUE(src.ok()) << src.status().ToString();
+  const std::vector<Row> expected = ReadAll(**src, 2);
+  auto src2 = p->Open(text, ReadOptions{});
+  auto key = CacheKeyForFile(text, p->Fingerprint());
+  ASSERT_TRUE(src2.ok() && key.ok());
+  ASSERT_TRUE(BuildCache(**src2, *key, cache).ok());
+
+  // Sniffing the binary file as text would fail; Fit reads the cache's fingerprint instead.
+  auto a = FeaturePipeline::Create(PipelineOptions{});
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a->Fit(cache, ReadOptions{}).ok());
+  EXPECT_EQ(a->Fingerprint(), p->Fingerprint());
+  auto from_cache = a->Open(cache, ReadOptions{});
+  ASSERT_TRUE(from_cache.ok()) << from_cache.status().ToString();
+  EXPECT_EQ(ReadAll(**from_cache, 2), expected);
+
+  // No sparse format with these flags matches: an error naming the file.
+  PipelineOptions other;
+  other.hash_bits = 12;
+  auto b = FeaturePipeline::Create(other);
+  ASSERT_TRUE(b.ok());
+  const Status st = b->Fit(cache, ReadOptions{});
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(cache), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("another feature pipeline"), std::string::npos) << st.message();
+  std::filesystem::remove(text);
+  std::filesystem::remove(cache);
+}
+
 }  // namespace
 }  // namespace fieldfm
