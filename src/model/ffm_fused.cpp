@@ -40,12 +40,67 @@ inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, c
   __builtin_prefetch(linear.row(f.index), 0, 2);
 }
 
+#ifdef __SSE__
+// The pair loop of one training row. Position i of the row (in field order)
+// has table row rows[i], field fields[i] and value xs[i]; `absent` lists the
+// fields with no feature in the row.
+void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, uint32_t m,
+                 std::span<const uint32_t> absent, uint32_t ss, float go, float lr, float lambda,
+                 const SparseTable& emb, const SparseTable& linear, std::span<const Feature> next) {
+  const __m128 vgo = _mm_set1_ps(go), vlr = _mm_set1_ps(lr), vlambda = _mm_set1_ps(lambda), zero = _mm_setzero_ps();
+  auto slot4 = [&](float* w, __m128 grad) { AdaGradSlot4(vlr, vlambda, w, grad); };
+#ifdef __AVX2__
+  const __m256 vgo8 = _mm256_set1_ps(go), vlr8 = _mm256_set1_ps(lr), vlambda8 = _mm256_set1_ps(lambda);
+  auto slots4x2 = [&](float* w0, float* w1, __m256 wv, __m256 grad) {
+    AdaGradSlots4x2(vlr8, vlambda8, w0, w1, wv, grad);
+  };
+#endif
+  for (uint32_t i = 0; i < m; ++i) {
+    float* ra = rows[i];
+    const uint32_t fa = fields[i];
+    // The next row's tables load while this one updates, one feature per i.
+    if (i < next.size()) PrefetchFeature(emb, linear, next[i]);
+    const __m128 xa = _mm_set1_ps(xs[i]);
+    uint32_t j = i + 1;
+#ifdef __AVX2__
+    const __m256 xa8 = _mm256_set1_ps(xs[i]);
+    for (; j + 1 < m; j += 2) {
+      const __m256 xb8 = _mm256_insertf128_ps(_mm256_set1_ps(xs[j]), _mm_set1_ps(xs[j + 1]), 1);
+      float* pa0 = ra + fields[j] * ss;
+      float* pa1 = ra + fields[j + 1] * ss;
+      float* pb0 = rows[j] + fa * ss;
+      float* pb1 = rows[j + 1] + fa * ss;
+      const __m256 wa = Load2(pa0, pa1), wb = Load2(pb0, pb1);
+      const __m256 ea = _mm256_mul_ps(xa8, wa), eb = _mm256_mul_ps(xb8, wb);
+      slots4x2(pa0, pa1, wa, _mm256_mul_ps(xa8, _mm256_mul_ps(vgo8, eb)));
+      slots4x2(pb0, pb1, wb, _mm256_mul_ps(xb8, _mm256_mul_ps(vgo8, ea)));
+    }
+#endif
+    for (; j < m; ++j) {
+      const __m128 xb = _mm_set1_ps(xs[j]);
+      float* pa = ra + fields[j] * ss;
+      float* pb = rows[j] + fa * ss;
+      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(pa)), eb = _mm_mul_ps(xb, _mm_loadu_ps(pb));
+      slot4(pa, _mm_mul_ps(xa, _mm_mul_ps(vgo, eb)));
+      slot4(pb, _mm_mul_ps(xb, _mm_mul_ps(vgo, ea)));
+    }
+    // Slots with no partner (own field, absent fields): only the L2 term.
+    slot4(ra + fa * ss, zero);
+    for (uint32_t h : absent) slot4(ra + h * ss, zero);
+  }
+  for (size_t i = m; i < next.size(); ++i) PrefetchFeature(emb, linear, next[i]);
+}
+#endif
+
 }  // namespace
 
 FusedFfm::FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields, bool normalize,
                    LossType loss, bool use_weights)
     : bias_(bias), linear_(linear), emb_(embedding), F_(fields), normalize_(normalize), loss_(loss),
-      use_weights_(use_weights), by_field_(fields), pos_(fields, -1), vec_(fields) {}
+      use_weights_(use_weights), by_field_(fields), pos_(fields, -1), vec_(fields), rows_(fields), fields_(fields),
+      xs_(fields) {
+  absent_.reserve(fields);
+}
 
 bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
                        std::span<const Feature> next) {
@@ -136,11 +191,17 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   for (size_t i = 1; i < n; ++i)
     if (sorted_index_[i] == sorted_index_[i - 1]) return false;
   uint32_t m = 0;
-  for (uint32_t f = 0; f < F_; ++f)
-    if (pos_[f] >= 0) {
-      by_field_[m] = &row[pos_[f]];
-      pos_[f] = int32_t(m++);
+  absent_.clear();
+  for (uint32_t f = 0; f < F_; ++f) {
+    if (pos_[f] < 0) {
+      absent_.push_back(f);
+      continue;
     }
+    const Feature& fe = row[pos_[f]];
+    rows_[m] = emb_->row(fe.index);
+    fields_[m] = fe.field;
+    xs_[m++] = fe.value;
+  }
 
   // Forward, in the generic graph's order of operations.
   float linear = 0, norm = 0;
@@ -153,13 +214,12 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   const uint32_t ss = emb_->slot_stride();
   __m128 acc = _mm_setzero_ps();
   for (uint32_t i = 0; i < m; ++i) {
-    const Feature& fa = *by_field_[i];
-    const float* ra = emb_->row(fa.index);
-    const __m128 xa = _mm_set1_ps(fa.value);
+    const float* ra = rows_[i];
+    const uint32_t fa = fields_[i];
+    const __m128 xa = _mm_set1_ps(xs_[i]);
     for (uint32_t j = i + 1; j < m; ++j) {
-      const Feature& fb = *by_field_[j];
-      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(ra + fb.field * ss));
-      const __m128 eb = _mm_mul_ps(_mm_set1_ps(fb.value), _mm_loadu_ps(emb_->row(fb.index) + fa.field * ss));
+      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(ra + fields_[j] * ss));
+      const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs_[j]), _mm_loadu_ps(rows_[j] + fa * ss));
       acc = _mm_add_ps(acc, _mm_mul_ps(ea, eb));
     }
   }
@@ -187,49 +247,9 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
     wl[1] += gl * gl;
     wl[0] -= c.lr * gl / std::sqrt(wl[1]);
   }
-  const __m128 vgo = _mm_set1_ps(normalize_ ? g * scale : g);
-  const __m128 vlr = _mm_set1_ps(c.lr), vlambda = _mm_set1_ps(c.lambda_embedding), zero = _mm_setzero_ps();
-#ifdef __AVX2__
-  const __m256 vgo8 = _mm256_set1_ps(normalize_ ? g * scale : g);
-  const __m256 vlr8 = _mm256_set1_ps(c.lr), vlambda8 = _mm256_set1_ps(c.lambda_embedding);
-#endif
-  for (uint32_t i = 0; i < m; ++i) {
-    const Feature& fa = *by_field_[i];
-    float* ra = emb_->row(fa.index);
-    // The next row's tables load while this one updates, one feature per i.
-    if (i < next.size()) PrefetchFeature(*emb_, *linear_, next[i]);
-    const __m128 xa = _mm_set1_ps(fa.value);
-    uint32_t j = i + 1;
-#ifdef __AVX2__
-    const __m256 xa8 = _mm256_set1_ps(fa.value);
-    for (; j + 1 < m; j += 2) {
-      const Feature& fb0 = *by_field_[j];
-      const Feature& fb1 = *by_field_[j + 1];
-      const __m256 xb8 = _mm256_insertf128_ps(_mm256_set1_ps(fb0.value), _mm_set1_ps(fb1.value), 1);
-      float* pa0 = ra + fb0.field * ss;
-      float* pa1 = ra + fb1.field * ss;
-      float* pb0 = emb_->row(fb0.index) + fa.field * ss;
-      float* pb1 = emb_->row(fb1.index) + fa.field * ss;
-      const __m256 wa = Load2(pa0, pa1), wb = Load2(pb0, pb1);
-      const __m256 ea = _mm256_mul_ps(xa8, wa), eb = _mm256_mul_ps(xb8, wb);
-      AdaGradSlots4x2(vlr8, vlambda8, pa0, pa1, wa, _mm256_mul_ps(xa8, _mm256_mul_ps(vgo8, eb)));
-      AdaGradSlots4x2(vlr8, vlambda8, pb0, pb1, wb, _mm256_mul_ps(xb8, _mm256_mul_ps(vgo8, ea)));
-    }
-#endif
-    for (; j < m; ++j) {
-      const Feature& fb = *by_field_[j];
-      const __m128 xb = _mm_set1_ps(fb.value);
-      float* pa = ra + fb.field * ss;
-      float* pb = emb_->row(fb.index) + fa.field * ss;
-      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(pa)), eb = _mm_mul_ps(xb, _mm_loadu_ps(pb));
-      AdaGradSlot4(vlr, vlambda, pa, _mm_mul_ps(xa, _mm_mul_ps(vgo, eb)));
-      AdaGradSlot4(vlr, vlambda, pb, _mm_mul_ps(xb, _mm_mul_ps(vgo, ea)));
-    }
-    // Slots with no partner (own field, absent fields): only the L2 term.
-    for (uint32_t h = 0; h < F_; ++h)
-      if (pos_[h] < 0 || h == fa.field) AdaGradSlot4(vlr, vlambda, ra + h * ss, zero);
-  }
-  for (size_t i = m; i < next.size(); ++i) PrefetchFeature(*emb_, *linear_, next[i]);
+  const float go = normalize_ ? g * scale : g;
+  UpdatePairs(rows_.data(), fields_.data(), xs_.data(), m, absent_, ss, go, c.lr, c.lambda_embedding, *emb_, *linear_,
+              next);
   return true;
 #endif
 }

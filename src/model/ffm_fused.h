@@ -55,6 +55,12 @@ class alignas(64) FusedFfm {
   Scratch<int32_t> pos_;
   Scratch<uint32_t> sorted_index_;
   Scratch<RowRef> vec_;  // inference: each present field's resolved row
+  // Training: each present position's table row, field and value, in field
+  // order, and the fields with no feature.
+  Scratch<float*> rows_;
+  Scratch<uint32_t> fields_;
+  Scratch<float> xs_;
+  Scratch<uint32_t> absent_;
 };
 
 }  // namespace fieldfm
