@@ -70,6 +70,12 @@ class CacheSource : public ExampleSource {
 
   // ExampleSource: copies rows (in epoch order) into *out.
   Result<size_t> Next(ExampleBlock* out, size_t max_rows) override;
+  // The rows Next would copy, as views of the mapped blocks (unshuffled
+  // order only; InvalidArgument after SetShuffle): *segments gets one view per
+  // stored block touched. Views stay valid until the next call, which drops
+  // the pages of blocks it has finished (so training on views keeps resident
+  // memory flat too). Returns the number of rows, 0 at the end.
+  Result<size_t> NextViews(std::vector<BatchView>* segments, size_t max_rows);
   Status Rewind() override;  // same order again; call SetShuffle for a new epoch
   const ReadStats& stats() const override { return stats_; }
 
@@ -105,6 +111,7 @@ class CacheSource : public ExampleSource {
   size_t cursor_row_ = 0;
   std::vector<uint32_t> row_order_;  // of the current block when shuffled
   size_t row_order_block_ = SIZE_MAX;
+  std::vector<size_t> views_done_;  // blocks NextViews finished, released on its next call
 };
 
 inline Result<std::unique_ptr<CacheSource>> OpenCache(const std::string& path) { return CacheSource::Open(path); }

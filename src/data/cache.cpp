@@ -390,6 +390,8 @@ void CacheSource::ClearShuffle() {
 }
 
 Status CacheSource::Rewind() {
+  for (size_t b : views_done_) ReleaseBlockPages(b);
+  views_done_.clear();
   cursor_block_ = 0;
   cursor_row_ = 0;
   row_order_block_ = SIZE_MAX;
@@ -444,6 +446,31 @@ Result<size_t> CacheSource::Next(ExampleBlock* out, size_t max_rows) {
   }
   stats_.rows += out->rows();
   return out->rows();
+}
+
+Result<size_t> CacheSource::NextViews(std::vector<BatchView>* segments, size_t max_rows) {
+  if (shuffled_) return Status::InvalidArgument("cache views are in storage order; shuffle rows in the trainer");
+  for (size_t b : views_done_) ReleaseBlockPages(b);
+  views_done_.clear();
+  segments->clear();
+  size_t rows = 0;
+  while (rows < max_rows && cursor_block_ < block_order_.size()) {
+    const size_t b = block_order_[cursor_block_];
+    FIELDFM_ASSIGN_OR_RETURN(BatchView v, block(b));
+    const size_t take = std::min(max_rows - rows, v.rows - cursor_row_);
+    segments->push_back(v.slice(cursor_row_, cursor_row_ + take));
+    stats_.bytes += take * (2 * sizeof(float) + sizeof(uint64_t)) +
+                    (v.offsets[cursor_row_ + take] - v.offsets[cursor_row_]) * sizeof(Feature);
+    rows += take;
+    cursor_row_ += take;
+    if (cursor_row_ == v.rows) {
+      views_done_.push_back(b);
+      ++cursor_block_;
+      cursor_row_ = 0;
+    }
+  }
+  stats_.rows += rows;
+  return rows;
 }
 
 Result<std::unique_ptr<CacheSource>> OpenOrBuildCache(const std::string& cache_path, const CacheKey& key,

@@ -21,6 +21,7 @@
 
 #include <fmt/format.h>
 
+#include "fieldfm/cache.h"
 #include "fieldfm/train.h"
 #include "model/network.h"
 #include "train/best_snapshot.h"
@@ -74,6 +75,57 @@ double MeanLoss(LossType l, double loss_sum, double weight_sum) {
 // Rows a training thread claims at a time from its block.
 constexpr size_t kChunkRows = 1024;
 
+// One block's rows, where they are stored: a block copied from the source, or
+// (binary cache) views of its mapped blocks, so training reads the rows in
+// place. A third of an LR epoch went to copying 64k-row blocks out of the
+// cache and reading the copy back (bench/RESULTS.md, session 5).
+struct RowSet {
+  std::vector<float> labels, weights;
+  std::vector<std::span<const Feature>> rows;
+  size_t size() const { return rows.size(); }
+  void clear() {
+    labels.clear();
+    weights.clear();
+    rows.clear();
+  }
+  void Add(const BatchView& v) {
+    for (size_t r = 0; r < v.rows; ++r) {
+      labels.push_back(v.labels[r]);
+      weights.push_back(v.weights ? v.weights[r] : 1.0f);
+      rows.push_back(v.row(r));
+    }
+  }
+  // Rows in `order` (a permutation of [0, size)). Training then walks the set
+  // in sequence; gathering it here in one tight loop keeps many of the random
+  // reads in flight, where the training loop would wait on each in turn.
+  void Permute(std::span<const uint32_t> order, RowSet* scratch) {
+    scratch->clear();
+    for (const uint32_t r : order) {
+      scratch->labels.push_back(labels[r]);
+      scratch->weights.push_back(weights[r]);
+      scratch->rows.push_back(rows[r]);
+    }
+    std::swap(*this, *scratch);
+  }
+};
+
+// The next block_rows rows of `src` into *set: views when src is a binary
+// cache, else a copy into *block.
+Result<size_t> NextRows(ExampleSource& src, size_t block_rows, ExampleBlock* block, std::vector<BatchView>* segments,
+                        RowSet* set) {
+  set->clear();
+  if (auto* cache = dynamic_cast<CacheSource*>(&src)) {
+    FIELDFM_ASSIGN_OR_RETURN(size_t n, cache->NextViews(segments, block_rows));
+    for (const BatchView& v : *segments) set->Add(v);
+    return n;
+  }
+  FIELDFM_ASSIGN_OR_RETURN(size_t n, src.Next(block, block_rows));
+  BatchView v = block->view();
+  if (block->weights.size() < block->rows()) v.weights = nullptr;
+  set->Add(v);
+  return n;
+}
+
 // Cache-line aligned: each thread writes its accumulators every row.
 struct alignas(64) Worker {
   double loss = 0, weight = 0;
@@ -93,7 +145,7 @@ class Trainer {
   Status CountValues();
   Status Setup(const std::string& pipeline_json);
   Status Epoch(int epoch, EpochReport* report);
-  void TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed,
+  void TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t> order, uint64_t seed,
                  uint64_t step_base, std::atomic<size_t>* cursor);
   Status Validate(EpochReport* report, double* score);
   std::string SnapshotPath() const;
@@ -121,24 +173,27 @@ class Trainer {
 Status Trainer::CountValues() {
   FIELDFM_RETURN_IF_ERROR(train_.Rewind());
   ExampleBlock b;
+  std::vector<BatchView> segments;
+  RowSet set;
   uint32_t fields = 0;
   auto& counts = model_->counts;
   auto& field_of = model_->field_of;
   uint64_t indices = 0;
   while (true) {
-    FIELDFM_ASSIGN_OR_RETURN(size_t n, train_.Next(&b, o_.block_rows));
+    FIELDFM_ASSIGN_OR_RETURN(size_t n, NextRows(train_, o_.block_rows, &b, &segments, &set));
     if (n == 0) break;
     rows_total_ += n;
-    for (const Feature& f : b.features) {
-      if (f.index >= counts.size()) {
-        const size_t size = std::max<size_t>(size_t(f.index) + 1, counts.size() * 2);
-        counts.resize(size, 0);
-        field_of.resize(size, 0);
+    for (const auto& row : set.rows)
+      for (const Feature& f : row) {
+        if (f.index >= counts.size()) {
+          const size_t size = std::max<size_t>(size_t(f.index) + 1, counts.size() * 2);
+          counts.resize(size, 0);
+          field_of.resize(size, 0);
+        }
+        if (counts[f.index]++ == 0) field_of[f.index] = f.field;
+        fields = std::max(fields, f.field + 1);
+        indices = std::max<uint64_t>(indices, uint64_t(f.index) + 1);
       }
-      if (counts[f.index]++ == 0) field_of[f.index] = f.field;
-      fields = std::max(fields, f.field + 1);
-      indices = std::max<uint64_t>(indices, uint64_t(f.index) + 1);
-    }
   }
   if (rows_total_ == 0) return Status::DataError("no training examples");
   if (o_.model.has_embeddings() && fields == 0) return Status::DataError("training examples have no features");
@@ -202,12 +257,13 @@ Status Trainer::Setup(const std::string& pipeline_json) {
   return Status::Ok();
 }
 
-void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const uint32_t> order, uint64_t seed,
+void Trainer::TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t> order, uint64_t seed,
                         uint64_t step_base, std::atomic<size_t>* cursor) {
   const size_t bs = o_.batch_size;
   const size_t chunk = (kChunkRows + bs - 1) / bs * bs;  // whole batches
-  // One-row steps read the block in place (no copy into the worker's batch).
-  const bool in_place = bs == 1 && (block.weights.empty() || block.weights.size() >= block.rows());
+  // One-row steps read the row in place (no copy into the worker's batch).
+  const bool in_place = bs == 1;
+  uint64_t one_row_offsets[2] = {0, 0};
   for (;;) {
     const size_t c0 = cursor->fetch_add(chunk, std::memory_order_relaxed);
     if (c0 >= order.size()) break;
@@ -217,23 +273,24 @@ void Trainer::TrainRows(Worker& w, const ExampleBlock& block, std::span<const ui
       BatchView v;
       if (in_place) {
         const uint32_t r = order[s];
-        v = BatchView{block.labels.data() + r, block.weights.empty() ? nullptr : block.weights.data() + r,
-                      block.offsets.data() + r, block.features.data(), 1};
+        one_row_offsets[1] = block.rows[r].size();
+        v = BatchView{block.labels.data() + r, block.weights.data() + r, one_row_offsets, block.rows[r].data(), 1};
       } else {
         w.batch.clear();
         for (size_t i = s; i < e; ++i) {
           const uint32_t r = order[i];
-          w.batch.add(block.labels[r], r < block.weights.size() ? block.weights[r] : 1.0f, block.row(r));
+          w.batch.add(block.labels[r], block.weights[r], block.rows[r]);
         }
         v = w.batch.view();
       }
       if (in_place && s + 2 < c1) {  // the row after next: its features (a random place in the block)
-        const char* p = reinterpret_cast<const char*>(block.features.data() + block.offsets[order[s + 2]]);
-        const char* end = reinterpret_cast<const char*>(block.features.data() + block.offsets[order[s + 2] + 1]);
+        const std::span<const Feature> ahead = block.rows[order[s + 2]];
+        const char* p = reinterpret_cast<const char*>(ahead.data());
+        const char* end = reinterpret_cast<const char*>(ahead.data() + ahead.size());
         for (; p < end; p += 64) __builtin_prefetch(p);
       }
       const RunContext ctx{true, Mix64(seed + s)};
-      const std::span<const Feature> next = e < c1 ? block.row(order[e]) : std::span<const Feature>();
+      const std::span<const Feature> next = e < c1 ? block.rows[order[e]] : std::span<const Feature>();
       w.net->TrainStep(v, ctx, opt_, step_base + s / bs + 1, next);
       w.loss += w.net->step_loss_sum();
       w.weight += w.net->step_weight_sum();
@@ -248,17 +305,22 @@ Status Trainer::Epoch(int epoch, EpochReport* report) {
   opt_.dense_lr = float(ResolvedDenseLr(o_) * decay);
   FIELDFM_RETURN_IF_ERROR(train_.Rewind());
   for (auto& w : workers_) w.loss = w.weight = 0;
-  ExampleBlock block;
+  ExampleBlock copied;
+  std::vector<BatchView> segments;
+  RowSet block, scratch;
   std::vector<uint32_t> order;
   uint64_t rows = 0;
   for (uint64_t block_no = 0;; ++block_no) {
-    FIELDFM_ASSIGN_OR_RETURN(size_t n, train_.Next(&block, o_.block_rows));
+    FIELDFM_ASSIGN_OR_RETURN(size_t n, NextRows(train_, o_.block_rows, &copied, &segments, &block));
     if (n == 0) break;
     order.resize(n);
     std::iota(order.begin(), order.end(), 0u);
     const uint64_t block_seed = Mix64(Mix64(o_.seed ^ Mix64(uint64_t(epoch))) + block_no);
-    if (o_.shuffle)
+    if (o_.shuffle) {
       for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[Mix64(block_seed + i) % (i + 1)]);
+      block.Permute(order, &scratch);
+      std::iota(order.begin(), order.end(), 0u);
+    }
     // Threads claim chunks of the block from one cursor, so a thread slowed
     // by other load does not hold the rest at the block's end. A batch's seed
     // and optimizer step follow from its position in the block alone (no
