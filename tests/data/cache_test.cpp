@@ -181,6 +181,52 @@ TEST(Cache, BlockViewsAreZeroCopyOverTheMapping) {
   std::filesystem::remove(path);
 }
 
+// The rows NextViews gives, copied out.
+std::vector<Row> ReadAllViews(CacheSource& src, size_t batch, std::vector<size_t>* sizes = nullptr) {
+  std::vector<Row> rows;
+  std::vector<BatchView> segments;
+  while (true) {
+    auto got = src.NextViews(&segments, batch);
+    EXPECT_TRUE(got.ok()) << got.status().ToString();
+    if (!got.ok() || *got == 0) break;
+    size_t n = 0;
+    for (const BatchView& v : segments)
+      for (size_t r = 0; r < v.rows; ++r, ++n) {
+        auto f = v.row(r);
+        rows.push_back(Row{v.labels[r], v.weights[r], {f.begin(), f.end()}});
+      }
+    EXPECT_EQ(n, *got);
+    if (sizes) sizes->push_back(n);
+  }
+  return rows;
+}
+
+TEST(Cache, NextViewsGiveNextsRowsInPlace) {
+  ExampleBlock rows = MakeRows(1000, 3);
+  std::string path = BuildTestCache("nextviews", rows, 64);
+  auto src = OpenCache(path);
+  ASSERT_TRUE(src.ok());
+  // Batches larger and smaller than a stored block, crossing block borders.
+  for (size_t batch : {100u, 33u, 64u, 5000u}) {
+    ASSERT_TRUE((*src)->Rewind().ok());
+    std::vector<size_t> sizes;
+    EXPECT_EQ(ReadAllViews(**src, batch, &sizes), Rows(rows)) << batch;
+    ASSERT_FALSE(sizes.empty());
+    for (size_t i = 0; i + 1 < sizes.size(); ++i) EXPECT_EQ(sizes[i], batch);
+    EXPECT_EQ((*src)->stats().rows, 1000u);
+  }
+  // The views point into the mapping: the same features as block()'s.
+  ASSERT_TRUE((*src)->Rewind().ok());
+  std::vector<BatchView> segments;
+  ASSERT_TRUE((*src)->NextViews(&segments, 10).ok());
+  ASSERT_EQ(segments.size(), 1u);
+  EXPECT_EQ(segments[0].features, (*src)->block(0)->features);
+  // Shuffled order is the trainer's job: refused, not silently unshuffled.
+  (*src)->SetShuffle(1, 0);
+  EXPECT_EQ((*src)->NextViews(&segments, 10).status().code(), StatusCode::kInvalidArgument);
+  std::filesystem::remove(path);
+}
+
 // Resident kB of this process's mapping of `path` (0 if not mapped).
 size_t MappedResidentKb(const std::string& path) {
   std::ifstream smaps("/proc/self/smaps");
@@ -215,6 +261,11 @@ TEST(Cache, APassDoesNotKeepTheReadBlocksResident) {
   // Released pages come back from the file: a second pass reads the same rows.
   ASSERT_TRUE((*src)->Rewind().ok());
   EXPECT_EQ(ReadAll(**src, 777), Rows(rows));
+  // Views too: each call drops the blocks the previous one finished.
+  ASSERT_TRUE((*src)->Rewind().ok());
+  for (size_t b = 0; b < (*src)->num_blocks(); ++b) ASSERT_TRUE((*src)->block(b).ok());
+  EXPECT_EQ(ReadAllViews(**src, 1000), Rows(rows));
+  EXPECT_LT(MappedResidentKb(path), file_kb / 8);
   std::filesystem::remove(path);
 }
 
