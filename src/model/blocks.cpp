@@ -985,13 +985,15 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
   for (const Feature& f : row) {
     if (!trained(f) || f.index >= emb_->rows) continue;
     const float* src = de_.data() + size_t(f.field) * k;
-    for (uint32_t d = 0; d < k; ++d) gk[d] = f.value * src[d];
     float* w = emb_->row(f.index);
 #ifdef __AVX__
     if constexpr (K == 8) {
       if (adagrad) {  // the loop below, 8 lanes at once: same IEEE ops, same bytes
+        // The gradient stays in a register: written to gk and read back as
+        // one vector it waited on store forwarding (a profile's top stall).
+        const __m256 g8 = _mm256_mul_ps(_mm256_set1_ps(f.value), _mm256_loadu_ps(src));
         const __m256 wv = _mm256_loadu_ps(w), acc = _mm256_loadu_ps(w + 8);
-        const __m256 gd = _mm256_add_ps(_mm256_loadu_ps(gk), _mm256_mul_ps(_mm256_set1_ps(lambda), wv));
+        const __m256 gd = _mm256_add_ps(g8, _mm256_mul_ps(_mm256_set1_ps(lambda), wv));
         const __m256 acc2 = _mm256_add_ps(acc, _mm256_mul_ps(gd, gd));
         _mm256_storeu_ps(w + 8, acc2);
         _mm256_storeu_ps(w, _mm256_sub_ps(wv, _mm256_div_ps(_mm256_mul_ps(_mm256_set1_ps(lr), gd),
@@ -1000,6 +1002,7 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
       }
     }
 #endif
+    for (uint32_t d = 0; d < k; ++d) gk[d] = f.value * src[d];
     if (adagrad && k != 4) {  // UpdateRow's generic AdaGrad, inlined (k = 4 has its own kernel there)
       float* __restrict wv = w;
       float* __restrict acc = w + k;
