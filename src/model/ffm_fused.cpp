@@ -24,10 +24,47 @@ inline void AdaGradSlots4x2(__m256 lr, __m256 lambda, float* w0, float* w1, __m2
   const __m256 g = _mm256_add_ps(grad, _mm256_mul_ps(lambda, wv));
   const __m256 acc = _mm256_add_ps(Load2(w0 + 4, w1 + 4), _mm256_mul_ps(g, g));
   Store2(w0 + 4, w1 + 4, acc);
+#ifdef __AVX512VL__
+  __m256 r = _mm256_rsqrt14_ps(acc);  // as Rsqrt4 (params.h)
+#else
   __m256 r = _mm256_rsqrt_ps(acc);
+#endif
   r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), r),
                     _mm256_sub_ps(_mm256_set1_ps(3.0f), _mm256_mul_ps(acc, _mm256_mul_ps(r, r))));
   Store2(w0, w1, _mm256_sub_ps(wv, _mm256_mul_ps(_mm256_mul_ps(lr, g), r)));
+}
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+// Four slots at once, 128-bit lane t for slot p[t]. A slot's 4 weights and 4
+// accumulators are 32 contiguous bytes, so each slot is one 256-bit load;
+// two 512-bit lane shuffles split them into weights w and accumulators a.
+inline void LoadSlots4(float* const p[4], __m512* w, __m512* a) {
+  const auto pair = [](const float* lo, const float* hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm256_loadu_ps(lo))),
+                                               _mm256_castps_pd(_mm256_loadu_ps(hi)), 1));
+  };
+  const __m512 s01 = pair(p[0], p[1]), s23 = pair(p[2], p[3]);  // [w0 a0 w1 a1], [w2 a2 w3 a3]
+  *w = _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0));
+  *a = _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1));
+}
+inline void StoreSlots4(float* const p[4], __m512 w, __m512 a) {
+  const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  const __m512 s01 = _mm512_permutex2var_ps(w, lo, a), s23 = _mm512_permutex2var_ps(w, hi, a);
+  _mm256_storeu_ps(p[0], _mm512_castps512_ps256(s01));
+  _mm256_storeu_ps(p[1], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s01), 1)));
+  _mm256_storeu_ps(p[2], _mm512_castps512_ps256(s23));
+  _mm256_storeu_ps(p[3], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s23), 1)));
+}
+// AdaGradSlot4's operations on four slots (loaded as w, a).
+inline void AdaGradSlots4x4(__m512 lr, __m512 lambda, float* const p[4], __m512 wv, __m512 a, __m512 grad) {
+  const __m512 g = _mm512_add_ps(grad, _mm512_mul_ps(lambda, wv));
+  const __m512 acc = _mm512_add_ps(a, _mm512_mul_ps(g, g));
+  __m512 r = _mm512_rsqrt14_ps(acc);
+  r = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), r),
+                    _mm512_sub_ps(_mm512_set1_ps(3.0f), _mm512_mul_ps(acc, _mm512_mul_ps(r, r))));
+  StoreSlots4(p, _mm512_sub_ps(wv, _mm512_mul_ps(_mm512_mul_ps(lr, g), r)), acc);
 }
 #endif
 
@@ -55,6 +92,9 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
     AdaGradSlots4x2(vlr8, vlambda8, w0, w1, wv, grad);
   };
 #endif
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  const __m512 vgo16 = _mm512_set1_ps(go), vlr16 = _mm512_set1_ps(lr), vlambda16 = _mm512_set1_ps(lambda);
+#endif
   for (uint32_t i = 0; i < m; ++i) {
     float* ra = rows[i];
     const uint32_t fa = fields[i];
@@ -62,6 +102,23 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
     if (i < next.size()) PrefetchFeature(emb, linear, next[i]);
     const __m128 xa = _mm_set1_ps(xs[i]);
     uint32_t j = i + 1;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    const __m512 xa16 = _mm512_set1_ps(xs[i]);
+    for (; j + 3 < m; j += 4) {
+      // Lanes 4t..4t+3: the pair (i, j + t).
+      const __m512 xb16 = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                _mm512_castps128_ps512(_mm_loadu_ps(xs + j)));
+      float* const pa[4] = {ra + fields[j] * ss, ra + fields[j + 1] * ss, ra + fields[j + 2] * ss,
+                            ra + fields[j + 3] * ss};
+      float* const pb[4] = {rows[j] + fa * ss, rows[j + 1] + fa * ss, rows[j + 2] + fa * ss, rows[j + 3] + fa * ss};
+      __m512 wa, aa, wb, ab;
+      LoadSlots4(pa, &wa, &aa);
+      LoadSlots4(pb, &wb, &ab);
+      const __m512 ea = _mm512_mul_ps(xa16, wa), eb = _mm512_mul_ps(xb16, wb);
+      AdaGradSlots4x4(vlr16, vlambda16, pa, wa, aa, _mm512_mul_ps(xa16, _mm512_mul_ps(vgo16, eb)));
+      AdaGradSlots4x4(vlr16, vlambda16, pb, wb, ab, _mm512_mul_ps(xb16, _mm512_mul_ps(vgo16, ea)));
+    }
+#endif
 #ifdef __AVX2__
     const __m256 xa8 = _mm256_set1_ps(xs[i]);
     for (; j + 1 < m; j += 2) {

@@ -47,6 +47,24 @@ TEST(FusedFfm, SameBytesAsGenericGraph) {
       }
 }
 
+// 13 fields: a row's pair loop runs its 4-, 2- and 1-pair steps (AVX-512,
+// AVX2, SSE) with every remainder.
+TEST(FusedFfm, SameBytesAsGenericGraphWithManyFields) {
+  ModelSpec spec;
+  spec.type = ModelType::kFfm;
+  spec.k = 4;
+  spec.num_fields = 13;
+  spec.num_indices = 13 * testing::kIndicesPerField;
+  OptimizerConfig c;
+  c.lambda_embedding = 1e-3f;
+  Trained generic, fused;
+  Train(spec, false, false, c, &generic);
+  Train(spec, false, true, c, &fused);
+  EXPECT_GT(fused.fused_steps, 450u);
+  ExpectSameBytes(generic.store, fused.store);
+  EXPECT_EQ(generic.loss, fused.loss);
+}
+
 TEST(FusedFfm, OtherOptimizersUseTheGraph) {
   ModelSpec spec;
   spec.type = ModelType::kFfm;

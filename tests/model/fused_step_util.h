@@ -12,25 +12,25 @@
 
 namespace fieldfm::testing {
 
-constexpr uint32_t kFields = 5, kIndices = 40;
+constexpr uint32_t kFields = 5, kIndicesPerField = 8, kIndices = kFields * kIndicesPerField;
 
 // One feature per field with random values; some rows miss a field, repeat a
 // field or an index, and (with `unknown_field`) carry a feature of a field the
 // model has not seen. Features are not in field order.
-inline ExampleBlock Rows(size_t n, uint64_t seed, bool unknown_field) {
+inline ExampleBlock Rows(size_t n, uint64_t seed, bool unknown_field, uint32_t fields = kFields) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
   ExampleBlock b;
   for (size_t r = 0; r < n; ++r) {
     std::vector<Feature> feats;
-    for (uint32_t f = 0; f < kFields; ++f) {
+    for (uint32_t f = 0; f < fields; ++f) {
       if (r % 7 == 3 && f == 2) continue;  // absent field
-      const uint32_t idx = f * (kIndices / kFields) + uint32_t(rng() % (kIndices / kFields));
+      const uint32_t idx = f * kIndicesPerField + uint32_t(rng() % kIndicesPerField);
       feats.push_back({f, idx, r % 2 ? 1.0f : 0.25f + u(rng)});
     }
     if (r % 11 == 5) feats.push_back({0, feats[0].index + 1, 0.5f});  // two features in field 0
     if (r % 13 == 6) feats.back().index = feats.front().index;        // one index in two fields
-    if (unknown_field && r % 17 == 8) feats.push_back({kFields + 1, 3, 1.0f});
+    if (unknown_field && r % 17 == 8) feats.push_back({fields + 1, 3, 1.0f});
     std::swap(feats[0], feats[1]);
     b.add(u(rng) < 0.4f ? 1.0f : 0.3f, 0.5f + u(rng), feats);
   }
@@ -43,7 +43,7 @@ struct Trained {
   uint64_t fused_steps = 0;
 };
 
-// Two epochs over 300 rows, one row per TrainStep.
+// Two epochs over 300 rows (of spec.num_fields fields), one row per TrainStep.
 inline void Train(const ModelSpec& spec, bool use_weights, bool fused, const OptimizerConfig& c, bool unknown_field,
                   Trained* out) {
   out->store.state = StateCount(c.type);
@@ -52,7 +52,7 @@ inline void Train(const ModelSpec& spec, bool use_weights, bool fused, const Opt
   for (auto& [name, t] : out->store.sparse) InitState(c, &t);
   for (auto& [name, p] : out->store.dense) InitState(c, &p);
   (*net)->set_fused(fused);
-  const ExampleBlock data = Rows(300, 5, unknown_field);
+  const ExampleBlock data = Rows(300, 5, unknown_field, spec.num_fields);
   for (int epoch = 0; epoch < 2; ++epoch)
     for (size_t r = 0; r < data.rows(); ++r) {
       const BatchView v{data.labels.data() + r, data.weights.data() + r, data.offsets.data() + r,
