@@ -19,17 +19,22 @@ void Train(const ModelSpec& spec, bool use_weights, bool fused, const OptimizerC
   testing::Train(spec, use_weights, fused, c, /*unknown_field=*/false, out);
 }
 
+ModelSpec FfmSpec(uint32_t fields = kFields) {
+  ModelSpec spec;
+  spec.type = ModelType::kFfm;
+  spec.k = 4;
+  spec.num_fields = fields;
+  spec.num_indices = fields * testing::kIndicesPerField;
+  return spec;
+}
+
 TEST(FusedFfm, SameBytesAsGenericGraph) {
   for (LossType loss : {LossType::kLogloss, LossType::kSquared, LossType::kRate})
     for (bool normalize : {true, false})
       for (bool use_weights : {false, true}) {
         SCOPED_TRACE(::testing::Message() << "loss " << int(loss) << " normalize " << normalize << " weights "
                                         << use_weights);
-        ModelSpec spec;
-        spec.type = ModelType::kFfm;
-        spec.k = 4;
-        spec.num_fields = kFields;
-        spec.num_indices = kIndices;
+        ModelSpec spec = FfmSpec();
         spec.normalize = normalize;
         spec.loss = loss;
         OptimizerConfig c;
@@ -50,11 +55,7 @@ TEST(FusedFfm, SameBytesAsGenericGraph) {
 // 13 fields: a row's pair loop runs its 4-, 2- and 1-pair steps (AVX-512,
 // AVX2, SSE) with every remainder.
 TEST(FusedFfm, SameBytesAsGenericGraphWithManyFields) {
-  ModelSpec spec;
-  spec.type = ModelType::kFfm;
-  spec.k = 4;
-  spec.num_fields = 13;
-  spec.num_indices = 13 * testing::kIndicesPerField;
+  const ModelSpec spec = FfmSpec(13);
   OptimizerConfig c;
   c.lambda_embedding = 1e-3f;
   Trained generic, fused;
@@ -66,11 +67,7 @@ TEST(FusedFfm, SameBytesAsGenericGraphWithManyFields) {
 }
 
 TEST(FusedFfm, OtherOptimizersUseTheGraph) {
-  ModelSpec spec;
-  spec.type = ModelType::kFfm;
-  spec.k = 4;
-  spec.num_fields = kFields;
-  spec.num_indices = kIndices;
+  const ModelSpec spec = FfmSpec();
   OptimizerConfig c;
   c.type = OptimizerType::kSgd;
   Trained t;
@@ -87,11 +84,7 @@ TEST(FusedFfm, OtherOptimizersUseTheGraph) {
 }
 
 TEST(FusedFfm, PredictSameAsGenericGraph) {
-  ModelSpec spec;
-  spec.type = ModelType::kFfm;
-  spec.k = 4;
-  spec.num_fields = kFields;
-  spec.num_indices = kIndices;
+  const ModelSpec spec = FfmSpec();
   ParamStore store;  // inference: weights only, some values unseen
   auto net = Network::Build(spec, &store, false, 9);
   ASSERT_TRUE(net.ok());
