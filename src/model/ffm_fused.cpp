@@ -155,7 +155,7 @@ FusedFfm::FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding
                    LossType loss, bool use_weights)
     : bias_(bias), linear_(linear), emb_(embedding), F_(fields), normalize_(normalize), loss_(loss),
       use_weights_(use_weights), by_field_(fields), pos_(fields, -1), vec_(fields), rows_(fields), fields_(fields),
-      xs_(fields) {
+      xs_(fields), local_(size_t(fields) * fields * 4) {
   absent_.reserve(fields);
 }
 
@@ -188,16 +188,30 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
     }
   const float scale = norm > 0 ? 1.0f / norm : 1.0f;
   if (normalize_) linear *= std::sqrt(scale);
+  // Each present feature's slots are first copied, row by row, into local
+  // rows (4 floats per field). The pair loop reads slot (j, field i) of every
+  // other row in turn; on a model mapped from its file (4 KiB pages) that was
+  // a TLB miss per pair, here it is one per feature row.
+  const size_t F4 = size_t(F_) * 4;
+  for (uint32_t i = 0; i < m; ++i) {
+    const RowRef r = vec_[i];
+    float* dst = local_.data() + i * F4;
+    if (r.slot_stride == 4) {
+      std::copy_n(r.p, F4, dst);
+    } else {
+      for (uint32_t h = 0; h < F_; ++h) std::copy_n(r.p + size_t(h) * r.slot_stride, 4, dst + h * 4);
+    }
+  }
   __m128 acc = _mm_setzero_ps();
   for (uint32_t i = 0; i < m; ++i) {
     const Feature& fa = *by_field_[i];
-    const RowRef ra = vec_[i];
+    const float* ra = local_.data() + i * F4;
     const __m128 xa = _mm_set1_ps(fa.value);
     for (uint32_t j = i + 1; j < m; ++j) {
       const Feature& fb = *by_field_[j];
-      const RowRef rb = vec_[j];
-      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(ra.p + fb.field * ra.slot_stride));
-      const __m128 eb = _mm_mul_ps(_mm_set1_ps(fb.value), _mm_loadu_ps(rb.p + fa.field * rb.slot_stride));
+      const float* rb = local_.data() + j * F4;
+      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(ra + fb.field * 4));
+      const __m128 eb = _mm_mul_ps(_mm_set1_ps(fb.value), _mm_loadu_ps(rb + fa.field * 4));
       acc = _mm_add_ps(acc, _mm_mul_ps(ea, eb));
     }
   }

@@ -61,6 +61,7 @@ class alignas(64) FusedFfm {
   Scratch<uint32_t> fields_;
   Scratch<float> xs_;
   Scratch<uint32_t> absent_;
+  Scratch<float> local_;  // inference: the present features' rows, F slots of 4 each
 };
 
 }  // namespace fieldfm
