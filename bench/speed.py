@@ -25,8 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def run(cmd, log):
     """Runs cmd under /usr/bin/time; returns (stdout+stderr text, peak RSS MiB, seconds)."""
     t0 = time.time()
+    # xLearn's log naming reads $USER and aborts when it is unset (as in containers).
+    env = dict(os.environ, USER=os.environ.get("USER", "bench"))
     p = subprocess.run(["/usr/bin/time", "-f", "PEAK_RSS_KB %M"] + cmd, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True)
+                       stderr=subprocess.STDOUT, text=True, env=env)
     secs = time.time() - t0
     with open(log, "a") as f:
         f.write("$ " + " ".join(cmd) + "\n" + p.stdout + "\n")
