@@ -1,5 +1,7 @@
 // STREAM-like copy and triad: the machine's memory bandwidth, the floor the
-// FFM/NFFM training loops are compared against in bench/RESULTS.md.
+// FFM/NFFM training loops are compared against in bench/RESULTS.md. And the
+// floor closer to FFM's access pattern: whole table rows read and written at
+// random, as many per example as the benchmark data has cold features.
 #include <benchmark/benchmark.h>
 
 #include <cstddef>
@@ -7,6 +9,7 @@
 #include <vector>
 
 #include "bench_size.h"
+#include "model/params.h"
 
 namespace {
 
@@ -39,5 +42,41 @@ void BM_StreamTriad(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 3 * n * sizeof(float));
 }
 BENCHMARK(BM_StreamTriad)->Arg(64)->Unit(benchmark::kMillisecond);
+
+// Each example reads and writes 26 random rows of range(0) bytes (FFM k = 4
+// with AdaGrad: 38 slots x 32 B = 1216 B per feature; the 26 categorical
+// features of the 39-field benchmark data), the next example's rows
+// prefetched as the FFM kernel does. A 1 GiB table on 2 MiB pages, like the
+// trainer's. Examples/s here bounds an FFM epoch that did no arithmetic.
+void BM_RandomRowUpdate(benchmark::State& state) {
+  const size_t row_floats = static_cast<size_t>(state.range(0)) / sizeof(float);
+  const size_t rows = fieldfm::bench::Size((size_t(1) << 30) / (row_floats * sizeof(float)));
+  constexpr size_t kPerExample = 26, kExamples = 1 << 14;
+  fieldfm::FloatVec table(rows * row_floats, 1.0f);
+  std::vector<uint32_t> idx(kExamples * kPerExample);
+  uint64_t x = 88172645463325252ull;
+  for (auto& i : idx) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    i = uint32_t(x % rows);
+  }
+  size_t e = 0;
+  for (auto _ : state) {
+    const uint32_t* cur = &idx[(e % kExamples) * kPerExample];
+    const uint32_t* next = &idx[((e + 1) % kExamples) * kPerExample];
+    for (size_t k = 0; k < kPerExample; ++k) {
+      const char* p = reinterpret_cast<const char*>(&table[size_t(next[k]) * row_floats]);
+      for (size_t off = 0; off < row_floats * sizeof(float); off += 64) __builtin_prefetch(p + off, 0, 2);
+    }
+    for (size_t k = 0; k < kPerExample; ++k) {
+      float* r = &table[size_t(cur[k]) * row_floats];
+      for (size_t d = 0; d < row_floats; ++d) r[d] = r[d] * 0.999f + 0.001f;
+    }
+    benchmark::ClobberMemory();
+    ++e;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 2 * kPerExample * row_floats * sizeof(float));
+}
+BENCHMARK(BM_RandomRowUpdate)->Arg(1216)->Arg(608)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -69,8 +69,9 @@ def xlearn_train(a, threads, log):
     out, rss, _ = run([os.path.join(a.xlearn, "xlearn_train"), a.train_txt, "-s", "2", "-k", "4", "-v", a.test_txt,
                        "-nthread", str(threads), "-m", os.path.join(a.work, "xlearn.model"), "-l",
                        os.path.join(a.work, "xlearn.log")], log)
-    # Epoch lines: "      1            0.470893            0.474130              3.96"
-    rows = [l.split() for l in re.sub(r"\x1b\[[0-9;]*m", "", out).splitlines() if re.match(r"^\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s*$", l)]
+    # Epoch lines, after a progress bracket: "[ 10%      ]     1            0.470893            0.474130              3.96"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    rows = [m.group(1).split() for m in re.finditer(r"^(?:\[[^\]]*\])?(\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+)\s*$", text, re.M)]
     per_epoch = [float(r[-1]) for r in rows]
     return {"rows_s": a.train_rows / statistics.median(per_epoch), "rss": rss,
             "logloss": min(float(r[2]) for r in rows), "auc": float("nan"), "predict_rows_s": float("nan"),
