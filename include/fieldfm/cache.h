@@ -98,6 +98,7 @@ class CacheSource : public ExampleSource {
   // Unmaps block i's pages from this process once Next has copied it out, so
   // a pass over the cache does not grow resident memory with the rows read.
   void ReleaseBlockPages(size_t i) const;
+  void ReleaseFinishedViews();  // the pages of views_done_'s blocks
 
   std::unique_ptr<Mapping> map_;
   CacheInfo info_;

@@ -390,14 +390,18 @@ void CacheSource::ClearShuffle() {
 }
 
 Status CacheSource::Rewind() {
-  for (size_t b : views_done_) ReleaseBlockPages(b);
-  views_done_.clear();
+  ReleaseFinishedViews();
   cursor_block_ = 0;
   cursor_row_ = 0;
   row_order_block_ = SIZE_MAX;
   stats_.rows = 0;
   stats_.bytes = 0;
   return Status::Ok();
+}
+
+void CacheSource::ReleaseFinishedViews() {
+  for (size_t b : views_done_) ReleaseBlockPages(b);
+  views_done_.clear();
 }
 
 void CacheSource::ReleaseBlockPages(size_t i) const {
@@ -450,8 +454,7 @@ Result<size_t> CacheSource::Next(ExampleBlock* out, size_t max_rows) {
 
 Result<size_t> CacheSource::NextViews(std::vector<BatchView>* segments, size_t max_rows) {
   if (shuffled_) return Status::InvalidArgument("cache views are in storage order; shuffle rows in the trainer");
-  for (size_t b : views_done_) ReleaseBlockPages(b);
-  views_done_.clear();
+  ReleaseFinishedViews();
   segments->clear();
   size_t rows = 0;
   while (rows < max_rows && cursor_block_ < block_order_.size()) {

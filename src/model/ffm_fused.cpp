@@ -24,11 +24,7 @@ inline void AdaGradSlots4x2(__m256 lr, __m256 lambda, float* w0, float* w1, __m2
   const __m256 g = _mm256_add_ps(grad, _mm256_mul_ps(lambda, wv));
   const __m256 acc = _mm256_add_ps(Load2(w0 + 4, w1 + 4), _mm256_mul_ps(g, g));
   Store2(w0 + 4, w1 + 4, acc);
-#ifdef __AVX512VL__
-  __m256 r = _mm256_rsqrt14_ps(acc);  // as Rsqrt4 (params.h)
-#else
-  __m256 r = _mm256_rsqrt_ps(acc);
-#endif
+  __m256 r = Rsqrt8(acc);
   r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), r),
                     _mm256_sub_ps(_mm256_set1_ps(3.0f), _mm256_mul_ps(acc, _mm256_mul_ps(r, r))));
   Store2(w0, w1, _mm256_sub_ps(wv, _mm256_mul_ps(_mm256_mul_ps(lr, g), r)));

@@ -138,12 +138,8 @@ void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row
 void UpdateDense(const OptimizerConfig& c, float lambda, uint64_t step, DenseParam* p, const float* grad);
 
 #ifdef __SSE__
-// AdaGrad on one slot of 4 weights followed by its 4 accumulators (k = 4):
-// 1/sqrt is the hardware estimate refined by one Newton step (relative error
-// ~1e-7, no division). Shared by UpdateRow and the fused FFM kernel, so both
-// give the same bytes.
 // The estimate of 1/sqrt: with AVX-512 the 14-bit one, the same in every
-// vector width, so the fused FFM kernel's 16-lane steps match this one.
+// vector width, so the fused FFM kernel's 8- and 16-lane steps match this one.
 inline __m128 Rsqrt4(__m128 x) {
 #ifdef __AVX512VL__
   return _mm_rsqrt14_ps(x);
@@ -151,6 +147,19 @@ inline __m128 Rsqrt4(__m128 x) {
   return _mm_rsqrt_ps(x);
 #endif
 }
+#ifdef __AVX__
+inline __m256 Rsqrt8(__m256 x) {
+#ifdef __AVX512VL__
+  return _mm256_rsqrt14_ps(x);
+#else
+  return _mm256_rsqrt_ps(x);
+#endif
+}
+#endif
+// AdaGrad on one slot of 4 weights followed by its 4 accumulators (k = 4):
+// 1/sqrt is the hardware estimate refined by one Newton step (relative error
+// ~1e-7, no division). Shared by UpdateRow and the fused FFM kernel, so both
+// give the same bytes.
 inline void AdaGradSlot4(__m128 lr, __m128 lambda, float* w, __m128 grad) {
   const __m128 wv = _mm_loadu_ps(w);
   const __m128 g = _mm_add_ps(grad, _mm_mul_ps(lambda, wv));

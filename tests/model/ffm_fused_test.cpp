@@ -28,6 +28,14 @@ ModelSpec FfmSpec(uint32_t fields = kFields) {
   return spec;
 }
 
+// The same rows trained through the generic graph and through the fused step.
+void TrainGenericAndFused(const ModelSpec& spec, bool use_weights, Trained* generic, Trained* fused) {
+  OptimizerConfig c;
+  c.lambda_embedding = 1e-3f;
+  Train(spec, use_weights, false, c, generic);
+  Train(spec, use_weights, true, c, fused);
+}
+
 TEST(FusedFfm, SameBytesAsGenericGraph) {
   for (LossType loss : {LossType::kLogloss, LossType::kSquared, LossType::kRate})
     for (bool normalize : {true, false})
@@ -37,11 +45,8 @@ TEST(FusedFfm, SameBytesAsGenericGraph) {
         ModelSpec spec = FfmSpec();
         spec.normalize = normalize;
         spec.loss = loss;
-        OptimizerConfig c;
-        c.lambda_embedding = 1e-3f;
         Trained generic, fused;
-        Train(spec, use_weights, false, c, &generic);
-        Train(spec, use_weights, true, c, &fused);
+        TrainGenericAndFused(spec, use_weights, &generic, &fused);
         EXPECT_EQ(generic.fused_steps, 0u);
         // Most rows take the fused kernel, the irregular ones the graph.
         EXPECT_GT(fused.fused_steps, 450u);
@@ -56,11 +61,8 @@ TEST(FusedFfm, SameBytesAsGenericGraph) {
 // AVX2, SSE) with every remainder.
 TEST(FusedFfm, SameBytesAsGenericGraphWithManyFields) {
   const ModelSpec spec = FfmSpec(13);
-  OptimizerConfig c;
-  c.lambda_embedding = 1e-3f;
   Trained generic, fused;
-  Train(spec, false, false, c, &generic);
-  Train(spec, false, true, c, &fused);
+  TrainGenericAndFused(spec, false, &generic, &fused);
   EXPECT_GT(fused.fused_steps, 450u);
   ExpectSameBytes(generic.store, fused.store);
   EXPECT_EQ(generic.loss, fused.loss);
