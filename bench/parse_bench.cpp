@@ -14,12 +14,30 @@
 
 namespace {
 
+// Owns a temp file and removes it at exit. (An atexit callback reading the
+// function-local static path ran after that string was destroyed, so the
+// files leaked.)
+struct TempFile {
+  std::string path;
+  explicit TempFile(std::string p) : path(std::move(p)) {}
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+  }
+};
+
+std::string TempPath(const char* ext) {
+  return (std::filesystem::temp_directory_path() /
+          ("fieldfm_parse_bench_" + std::to_string(::getpid()) + ext)).string();
+}
+
 // A temp file of libffm lines shaped like Criteo after bucketing: 39 fields,
 // 6-7 digit feature ids, mostly value 1, some normalized values.
 const std::string& LibffmFile() {
-  static const std::string path = [] {
-    std::string p = (std::filesystem::temp_directory_path() /
-                     ("fieldfm_parse_bench_" + std::to_string(::getpid()) + ".ffm")).string();
+  static const TempFile file([] {
+    std::string p = TempPath(".ffm");
     std::mt19937_64 rng(42);
     std::string buf;
     std::ofstream out(p, std::ios::binary);
@@ -35,16 +53,14 @@ const std::string& LibffmFile() {
       buf += '\n';
     }
     out << buf;
-    std::atexit([] { std::filesystem::remove(LibffmFile()); });
     return p;
-  }();
-  return path;
+  }());
+  return file.path;
 }
 
 const std::string& CriteoTsvFile() {
-  static const std::string path = [] {
-    std::string p = (std::filesystem::temp_directory_path() /
-                     ("fieldfm_parse_bench_" + std::to_string(::getpid()) + ".tsv")).string();
+  static const TempFile file([] {
+    std::string p = TempPath(".tsv");
     std::mt19937_64 rng(7);
     std::string buf;
     char hex[16];
@@ -62,10 +78,9 @@ const std::string& CriteoTsvFile() {
       buf += '\n';
     }
     std::ofstream(p, std::ios::binary) << buf;
-    std::atexit([] { std::filesystem::remove(CriteoTsvFile()); });
     return p;
-  }();
-  return path;
+  }());
+  return file.path;
 }
 
 void ReadFile(benchmark::State& state, const fieldfm::FeaturePipeline& pipeline, const std::string& path) {

@@ -12,13 +12,6 @@
 
 namespace fieldfm {
 
-RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training) {
-  if (f.field >= store.num_fields) return {};
-  if (f.index < t.rows && (training || store.known.empty() || store.known[f.index]))
-    return {t.row(f.index), t.slot_stride()};
-  if (training || t.unseen.empty()) return {};
-  return {t.unseen_row(f.field), t.k};
-}
 
 namespace {
 
@@ -841,6 +834,10 @@ class SumBlock : public Block {
 
 // ---- loss --------------------------------------------------------------------
 
+float LossBlock::RowPredict(LossType loss_type, double z) {
+  return loss_type == LossType::kSquared ? float(z) : float(1.0 / (1.0 + std::exp(-z)));
+}
+
 float LossBlock::RowForward(LossType loss_type, double z, double y, double* row_loss) {
   if (loss_type == LossType::kSquared) {
     *row_loss = 0.5 * (z - y) * (z - y);
@@ -909,6 +906,78 @@ bool LinearFmStep::Step(const BatchView& b, const OptimizerConfig& c, uint64_t s
   return StepK<0>(b, c, step, next, loss_sum, weight_sum);
 }
 
+// bias + linear (+ embedding -> fm) -> sum, expression by expression as the
+// graph computes it. `resolve(table, f)` gives a feature's row (training: the
+// trained rows; inference: blocks.h ResolveRow's unseen rule). Leaves the
+// pooled field vectors in e_ (Step's backward reads them).
+template <int K, class Resolve>
+float LinearFmStep::ForwardK(std::span<const Feature> row, const Resolve& resolve, float* inst_out,
+                             float* lin_scale_out) {
+  const uint32_t F = F_, k = K > 0 ? K : (emb_ ? emb_->k : 0);
+  float lin = 0;
+  for (const Feature& f : row) {
+    const RowRef rr = resolve(*lin_, f);
+    if (rr.p) lin += f.value * rr.p[0];
+  }
+  float inst = 1.0f;
+  if (normalize_) {
+    float s = 0;
+    for (const Feature& f : row) s += f.value * f.value;
+    inst = s > 0 ? 1.0f / s : 1.0f;  // InstanceScale
+  }
+  const float lin_scale = normalize_ ? std::sqrt(inst) : 1.0f;
+  const float lin_out = lin * lin_scale;
+  float phi = bias_->w[0];
+  phi += lin_out;
+  if (emb_) {
+    std::fill(e_.begin(), e_.end(), 0.0f);
+    for (const Feature& f : row) {
+      const RowRef rr = resolve(*emb_, f);
+      if (!rr.p) continue;
+      float* e = e_.data() + size_t(f.field) * k;
+      if (rr.slot_stride == k) {
+        Axpy(f.value, rr.p, e, k);
+      } else if constexpr (K == 4) {
+        AxpySlots4(f.value, rr.p, rr.slot_stride, e, 1);
+      } else {
+        Axpy(f.value, rr.p, e, k);
+      }
+    }
+    float* sums = scratch_.data() + 2 * size_t(k);
+    FmPairSums(e_.data(), F, k, scratch_.data(), sums);
+    float t = 0;
+    for (uint32_t d = 0; d < k; ++d) t += sums[d];
+    phi += normalize_ ? t * inst : t;
+  }
+  *inst_out = inst;
+  *lin_scale_out = lin_scale;
+  return phi;
+}
+
+bool LinearFmStep::Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
+                           std::span<const Feature> next) {
+  if (emb_ && mean_) return false;
+  // The next row's weights (and its known flags: one more random byte per
+  // feature) load while this row is scored.
+  for (const Feature& f : next)
+    if (f.index < lin_->rows) {
+      __builtin_prefetch(lin_->row(f.index));
+      if (emb_) __builtin_prefetch(emb_->row(f.index));
+      if (!store.known.empty()) __builtin_prefetch(&store.known[f.index]);
+    }
+  const auto resolve = [&](const SparseTable& t, const Feature& f) { return ResolveRow(store, t, f, false); };
+  float inst, lin_scale, phi;
+  if (emb_ && emb_->k == 4) {
+    phi = ForwardK<4>(row, resolve, &inst, &lin_scale);
+  } else if (emb_ && emb_->k == 8) {
+    phi = ForwardK<8>(row, resolve, &inst, &lin_scale);
+  } else {
+    phi = ForwardK<0>(row, resolve, &inst, &lin_scale);
+  }
+  *pred = LossBlock::RowPredict(loss_, double(phi));
+  return true;
+}
+
 // Mirrors bias + linear (+ embedding -> fm) -> sum -> loss, Backward and
 // Network::Apply for one row, expression by expression.
 template <int K>
@@ -922,35 +991,12 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
       if (emb_) __builtin_prefetch(emb_->row(f.index));
     }
   const auto trained = [&](const Feature& f) { return f.field < F && f.index < lin_->rows; };
-  // Forward.
-  float lin = 0;
-  for (const Feature& f : row)
-    if (trained(f)) lin += f.value * lin_->row(f.index)[0];
-  const float inst = normalize_ ? InstanceScale(b, 0) : 1.0f;
-  const float lin_scale = normalize_ ? std::sqrt(inst) : 1.0f;
-  const float lin_out = lin * lin_scale;
-  float phi = bias_->w[0];
-  phi += lin_out;
-  if (emb_) {
-    std::fill(e_.begin(), e_.end(), 0.0f);
-    const uint32_t ss = emb_->slot_stride();
-    for (const Feature& f : row) {
-      if (!trained(f) || f.index >= emb_->rows) continue;
-      float* e = e_.data() + size_t(f.field) * k;
-      if (ss == k) {
-        Axpy(f.value, emb_->row(f.index), e, k);
-      } else if constexpr (K == 4) {
-        AxpySlots4(f.value, emb_->row(f.index), ss, e, 1);
-      } else {
-        Axpy(f.value, emb_->row(f.index), e, k);
-      }
-    }
-    float* sums = scratch_.data() + 2 * size_t(k);
-    FmPairSums(e_.data(), F, k, scratch_.data(), sums);
-    float t = 0;
-    for (uint32_t d = 0; d < k; ++d) t += sums[d];
-    phi += normalize_ ? t * inst : t;
-  }
+  const auto resolve = [&](const SparseTable& t, const Feature& f) -> RowRef {
+    if (!trained(f) || f.index >= t.rows) return {};
+    return {t.row(f.index), t.slot_stride()};
+  };
+  float inst, lin_scale;
+  const float phi = ForwardK<K>(row, resolve, &inst, &lin_scale);
   const float y = b.labels ? b.labels[0] : 0.0f;
   double row_loss;
   const float pred = LossBlock::RowForward(loss_, double(phi), double(y), &row_loss);

@@ -107,7 +107,15 @@ struct RowRef {
   const float* p = nullptr;
   uint32_t slot_stride = 0;
 };
-RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training);
+// Inline: called per feature in every forward pass (out of line it was a
+// tenth of an lr predict).
+inline RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Feature& f, bool training) {
+  if (f.field >= store.num_fields) return {};
+  if (f.index < t.rows && (training || store.known.empty() || store.known[f.index]))
+    return {t.row(f.index), t.slot_stride()};
+  if (training || t.unseen.empty()) return {};
+  return {t.unseen_row(f.field), t.k};
+}
 
 // libffm's instance normalisation: a row's values scaled to unit L2 norm, so
 // pair terms carry 1/Σx² (this) and the linear term 1/sqrt(Σx²).
@@ -163,6 +171,8 @@ class LossBlock : public Block {
                 std::span<Mat* const> din, const RunContext& ctx) override;
   // One row: the prediction for score z and label y, and its (unweighted) loss.
   static float RowForward(LossType loss, double z, double y, double* row_loss);
+  // RowForward's prediction alone (inference: no loss to compute).
+  static float RowPredict(LossType loss, double z);
   // dLoss/dφ of one row with prediction p, label y and weight w.
   static float RowGrad(LossType loss, float p, float y, float w);
   double loss_sum() const { return loss_sum_; }    // Σ w ℓ of the last forward
@@ -189,8 +199,13 @@ class LinearFmStep {
   // Adam, mean pooling). `next`: the next step's features, to prefetch.
   bool Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
             double* loss_sum, double* weight_sum);
+  // Inference on one row, the graph's prediction to the byte (unseen rule as in
+  // ResolveRow). False, having done nothing, for mean pooling.
+  bool Predict(const ParamStore& store, std::span<const Feature> row, float* pred, std::span<const Feature> next);
 
  private:
+  template <int K, class Resolve>
+  float ForwardK(std::span<const Feature> row, const Resolve& resolve, float* inst, float* lin_scale);
   template <int K>
   bool StepK(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
              double* loss_sum, double* weight_sum);

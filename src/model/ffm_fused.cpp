@@ -218,8 +218,7 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
   float phi = bias_->w[0];
   phi += linear;
   phi += ffm;
-  double unused;
-  *pred = LossBlock::RowForward(loss_, phi, 0.0, &unused);
+  *pred = LossBlock::RowPredict(loss_, phi);
   return true;
 #endif
 }

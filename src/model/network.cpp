@@ -333,14 +333,16 @@ void Network::TrainStep(const BatchView& b, const RunContext& ctx, const Optimiz
 
 void Network::Predict(const ParamStore& store, const BatchView& b, std::span<float> out) {
   const RunContext ctx{false, 0};
-  if (!fused_on_ || !fused_ffm_) {
+  if (!fused_on_ || (!fused_ffm_ && !linear_fm_)) {
     Forward(b, ctx);
     for (size_t r = 0; r < b.rows; ++r) out[r] = predictions()(r, 0);
     return;
   }
   for (size_t r = 0; r < b.rows; ++r) {
     const auto next = r + 1 < b.rows ? b.row(r + 1) : std::span<const Feature>();
-    if (fused_ffm_->Predict(store, b.row(r), &out[r], next)) continue;
+    if (fused_ffm_ ? fused_ffm_->Predict(store, b.row(r), &out[r], next)
+                   : linear_fm_->Predict(store, b.row(r), &out[r], next))
+      continue;
     Forward(b.slice(r, r + 1), ctx);
     out[r] = predictions()(0, 0);
   }

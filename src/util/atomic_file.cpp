@@ -1,5 +1,6 @@
 #include "util/atomic_file.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -20,6 +21,15 @@ Status AtomicFile::Open(const std::string& path) {
   static std::atomic<int> counter{0};
   Abandon();
   path_ = path;
+  // A device or a pipe (/dev/null, /dev/stdout, a FIFO) is written in place:
+  // renaming a regular file onto it would replace the device (as root,
+  // `-o /dev/null` did exactly that), and there is nothing there to keep.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    f_ = std::fopen(path.c_str(), "wb");
+    if (!f_) return Status::IOError("cannot open " + path + ": " + ErrnoText());
+    return Status::Ok();
+  }
   tmp_path_ = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   f_ = std::fopen(tmp_path_.c_str(), "wb");
   if (!f_) return Status::IOError("cannot create " + tmp_path_ + ": " + ErrnoText());
@@ -34,6 +44,14 @@ Status AtomicFile::Write(const void* data, size_t n) {
 
 Status AtomicFile::Commit() {
   if (!f_) return Status::Internal("AtomicFile::Commit before Open");
+  if (tmp_path_.empty()) {  // written in place (a device or a pipe): flush, no fsync or rename
+    const bool ok = std::fflush(f_) == 0;
+    const std::string err = ok ? "" : ErrnoText();
+    const bool closed = std::fclose(f_) == 0;
+    f_ = nullptr;
+    if (!ok || !closed) return Status::IOError("writing " + path_ + " failed: " + (err.empty() ? ErrnoText() : err));
+    return Status::Ok();
+  }
   bool ok = std::fflush(f_) == 0 && ::fsync(fileno(f_)) == 0;
   std::string err = ok ? "" : ErrnoText();
   ok = (std::fclose(f_) == 0) && ok;

@@ -1,5 +1,6 @@
 // Write-then-rename, so a crash or an error never leaves a half-written file
-// where a good one (or nothing) was before.
+// where a good one (or nothing) was before. A path naming a device or a pipe
+// (/dev/null, /dev/stdout) is written in place.
 #pragma once
 
 #include <cstdio>

@@ -100,6 +100,10 @@ TEST_F(TrainCli, TrainEvalPredictAgree) {
   EXPECT_EQ(n, 1000);
   // The predictions file, scored by hand, gives eval's logloss (same rows, same order).
   EXPECT_NEAR(ll / n, ev["logloss"].get<double>(), 1e-5);
+  // One thread writes the same file (each thread formats its share of a block, in order).
+  const std::string pred1 = dir_.Path("pred1.txt");
+  ASSERT_EQ(RunCli("predict -s 1 " + model + " " + test_ + " -o " + pred1).exit_code, 0);
+  EXPECT_EQ(Slurp(pred1), Slurp(pred));
 }
 
 TEST_F(TrainCli, OneThreadWithSeedIsByteDeterministicAndResumeMatches) {

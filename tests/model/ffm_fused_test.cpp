@@ -87,25 +87,11 @@ TEST(FusedFfm, OtherOptimizersUseTheGraph) {
 
 TEST(FusedFfm, PredictSameAsGenericGraph) {
   const ModelSpec spec = FfmSpec();
-  ParamStore store;  // inference: weights only, some values unseen
+  ParamStore store;
   auto net = Network::Build(spec, &store, false, 9);
   ASSERT_TRUE(net.ok());
-  store.dense.at("bias").w[0] = 0.2f;
-  store.known.assign(kIndices, 1);
-  for (uint32_t i = 0; i < kIndices; i += 3) store.known[i] = 0;
-  for (auto& [name, t] : store.sparse) {
-    for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = 0.3f * std::sin(float(i) * 1.7f);
-    t.unseen.resize(size_t(kFields) * t.slots * t.k);
-    for (size_t i = 0; i < t.unseen.size(); ++i) t.unseen[i] = 0.2f * std::cos(float(i));
-  }
-  const ExampleBlock data = testing::Rows(200, 8, /*unknown_field=*/false);
-  std::vector<float> generic(data.rows()), fused(data.rows());
-  (*net)->set_fused(false);
-  (*net)->Predict(store, data.view(), generic);
-  (*net)->set_fused(true);
-  (*net)->Predict(store, data.view(), fused);
-  EXPECT_EQ(0, std::memcmp(generic.data(), fused.data(), generic.size() * sizeof(float)));
-  EXPECT_NE(generic[0], generic[1]);
+  testing::FillForInference(&store);
+  testing::ExpectFusedPredictSameAsGraph(**net, store, testing::Rows(200, 8, /*unknown_field=*/false));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 
@@ -63,6 +64,30 @@ inline void Train(const ModelSpec& spec, bool use_weights, bool fused, const Opt
       out->weight += (*net)->step_weight_sum();
     }
   out->fused_steps = (*net)->fused_steps();
+}
+
+// An inference store for a built network: weights only (deterministic
+// values), a bias, every third index unseen, and unseen field vectors.
+inline void FillForInference(ParamStore* store) {
+  store->dense.at("bias").w[0] = 0.2f;
+  store->known.assign(store->num_indices, 1);
+  for (uint32_t i = 0; i < store->num_indices; i += 3) store->known[i] = 0;
+  for (auto& [name, t] : store->sparse) {
+    for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = 0.3f * std::sin(float(i) * 1.7f);
+    t.unseen.resize(size_t(store->num_fields) * t.slots * t.k);
+    for (size_t i = 0; i < t.unseen.size(); ++i) t.unseen[i] = 0.2f * std::cos(float(i));
+  }
+}
+
+// Predicts `data` with the fused kernels off, then on: the same floats.
+inline void ExpectFusedPredictSameAsGraph(Network& net, const ParamStore& store, const ExampleBlock& data) {
+  std::vector<float> generic(data.rows()), fused(data.rows());
+  net.set_fused(false);
+  net.Predict(store, data.view(), generic);
+  net.set_fused(true);
+  net.Predict(store, data.view(), fused);
+  EXPECT_EQ(0, std::memcmp(generic.data(), fused.data(), generic.size() * sizeof(float)));
+  EXPECT_NE(generic[0], generic[1]);
 }
 
 inline void ExpectSameBytes(const ParamStore& a, const ParamStore& b) {

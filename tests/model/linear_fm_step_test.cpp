@@ -2,7 +2,6 @@
 // the generic graph: same rows, same steps, the same parameter bytes and losses.
 #include <gtest/gtest.h>
 
-
 #include "model/fused_step_util.h"
 #include "model/network.h"
 
@@ -18,6 +17,17 @@ void Train(const ModelSpec& spec, bool use_weights, bool fused, const OptimizerC
   testing::Train(spec, use_weights, fused, c, /*unknown_field=*/true, out);
 }
 
+ModelSpec Spec(ModelType type, uint32_t k, LossType loss, bool normalize) {
+  ModelSpec spec;
+  spec.type = type;
+  spec.k = k;
+  spec.num_fields = kFields;
+  spec.num_indices = kIndices;
+  spec.loss = loss;
+  spec.normalize = normalize;
+  return spec;
+}
+
 TEST(LinearFmStep, SameBytesAsGenericGraph) {
   for (ModelType type : {ModelType::kLr, ModelType::kFm})
     for (uint32_t k : {3u, 4u, 8u})
@@ -28,13 +38,7 @@ TEST(LinearFmStep, SameBytesAsGenericGraph) {
               if (type == ModelType::kLr && k != 3) continue;
               SCOPED_TRACE(::testing::Message() << Name(type) << " k " << k << " " << Name(opt) << " " << Name(loss)
                                                 << " normalize " << normalize << " weights " << use_weights);
-              ModelSpec spec;
-              spec.type = type;
-              spec.k = k;
-              spec.num_fields = kFields;
-              spec.num_indices = kIndices;
-              spec.loss = loss;
-              spec.normalize = normalize;
+              const ModelSpec spec = Spec(type, k, loss, normalize);
               OptimizerConfig c;
               c.type = c.dense_type = opt;  // one optimizer for bias and rows, as train sets it for lr/fm
               c.lr = c.dense_lr = 0.05f;
@@ -62,6 +66,24 @@ TEST(LinearFmStep, FallsBackToTheGraphForAdamAndMeanPooling) {
   spec.mean_pooling = true;
   Train(spec, false, true, OptimizerConfig{}, &t);
   EXPECT_EQ(t.fused_steps, 0u);
+}
+
+// Inference: the one-row path scores every row as the graph does, unseen
+// values (the field mean rows) and features of unknown fields included.
+TEST(LinearFmStep, PredictSameAsGenericGraph) {
+  for (ModelType type : {ModelType::kLr, ModelType::kFm})
+    for (uint32_t k : {3u, 4u, 8u})
+      for (LossType loss : {LossType::kLogloss, LossType::kSquared})
+        for (bool normalize : {true, false}) {
+          if (type == ModelType::kLr && k != 3) continue;
+          SCOPED_TRACE(::testing::Message() << Name(type) << " k " << k << " " << Name(loss) << " normalize "
+                                            << normalize);
+          ParamStore store;
+          auto net = Network::Build(Spec(type, k, loss, normalize), &store, false, 9);
+          ASSERT_TRUE(net.ok());
+          testing::FillForInference(&store);
+          testing::ExpectFusedPredictSameAsGraph(**net, store, testing::Rows(200, 8, /*unknown_field=*/true));
+        }
 }
 
 }  // namespace

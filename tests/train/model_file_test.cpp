@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "fieldfm/cache.h"
 #include "fieldfm/data.h"
 #include "fieldfm/predictor.h"
 #include "fieldfm/train.h"
@@ -639,6 +640,32 @@ TEST(PredictSource, StreamsBlocksInInputOrder) {
   auto st = PredictSource(**model, te, 1, [](auto, auto, auto) { return Status::IOError("disk full"); });
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.ToString().find("disk full"), std::string::npos);
+}
+
+// A binary cache is predicted from views of its mapped blocks: the same
+// predictions, labels and weights as the rows read into memory, in order,
+// across stored blocks smaller and not aligned to prediction blocks.
+TEST(PredictSource, CacheViewsMatchRowsInMemory) {
+  TempDir dir;
+  auto train = MakeSynthetic(2000, 5, 8, 1, 2), test = MakeSynthetic(70000, 5, 8, 1, 3);
+  for (size_t r = 0; r < test.data.rows(); ++r) test.data.weights[r] = 0.5f + float(r % 7);
+  MemorySource src(train.data);
+  auto model = Train(SmallOptions(ModelType::kFfm), src, nullptr, "{}", {});
+  ASSERT_TRUE(model.ok());
+  MemorySource te(test.data);
+  std::vector<float> pred, labels, weights;
+  ASSERT_TRUE(PredictSource(**model, te, 2, &pred, &labels, &weights).ok());
+  const std::string cache_path = dir / "test.bin";
+  ASSERT_TRUE(te.Rewind().ok());
+  ASSERT_TRUE(BuildCache(te, CacheKey{}, cache_path, /*block_rows=*/10000).ok());
+  auto cache = OpenCache(cache_path);
+  ASSERT_TRUE(cache.ok()) << cache.status().ToString();
+  std::vector<float> cpred, clabels, cweights;
+  ASSERT_TRUE(PredictSource(**model, **cache, 2, &cpred, &clabels, &cweights).ok());
+  EXPECT_TRUE(cpred == pred);
+  EXPECT_TRUE(clabels == labels);
+  EXPECT_TRUE(cweights == weights);
+  EXPECT_EQ(cpred.size(), test.data.rows());
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "util/atomic_file.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -43,6 +45,25 @@ TEST(AtomicFile, UnwritableDirectoryIsAnIOError) {
   Status st = WriteFileAtomically("/nonexistent_dir_fieldfm/x", "a");
   EXPECT_EQ(st.code(), StatusCode::kIOError);
   EXPECT_NE(st.message().find("/nonexistent_dir_fieldfm/x"), std::string::npos);
+}
+
+// `-o /dev/null` or a pipe: written in place. A rename onto the path would
+// replace the device with a regular file (it did, for root, with /dev/null).
+TEST(AtomicFile, WritesAPipeInPlace) {
+  const std::string p = TempPath("fifo");
+  std::filesystem::remove(p);
+  ASSERT_EQ(::mkfifo(p.c_str(), 0600), 0);
+  const int reader = ::open(p.c_str(), O_RDONLY | O_NONBLOCK);  // so the writer's open does not block
+  ASSERT_GE(reader, 0);
+  ASSERT_TRUE(WriteFileAtomically(p, "through the pipe").ok());
+  char buf[64] = {};
+  const ssize_t n = ::read(reader, buf, sizeof(buf) - 1);
+  ::close(reader);
+  struct stat st;
+  ASSERT_EQ(::stat(p.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_EQ(std::string(buf, n > 0 ? size_t(n) : 0), "through the pipe");
+  std::filesystem::remove(p);
 }
 
 TEST(Status, ResultCarriesValueOrError) {
