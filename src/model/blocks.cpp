@@ -910,8 +910,10 @@ bool LinearFmStep::Step(const BatchView& b, const OptimizerConfig& c, uint64_t s
 // graph computes it. `resolve(table, f)` gives a feature's row (training: the
 // trained rows; inference: blocks.h ResolveRow's unseen rule). Leaves the
 // pooled field vectors in e_ (Step's backward reads them).
+// Always inlined (GCC kept it out of line): lr epochs 3.31M rows/s against
+// 3.15M out of line (median of 9, 2M rows, 1 thread).
 template <int K, class Resolve>
-float LinearFmStep::ForwardK(std::span<const Feature> row, const Resolve& resolve, float* inst_out,
+[[gnu::always_inline]] inline float LinearFmStep::ForwardK(std::span<const Feature> row, const Resolve& resolve, float* inst_out,
                              float* lin_scale_out) {
   const uint32_t F = F_, k = K > 0 ? K : (emb_ ? emb_->k : 0);
   float lin = 0;
