@@ -89,16 +89,19 @@ def torch_train(a, model, k, threads, log):
             "predict_rows_s": float("nan"), "epochs": 1}
 
 
+# The recipe for the neural models, as bench/torch_reference.py runs
+# it: Adam for the tables (PyTorch's SparseAdam) and the MLP, batch 1024.
 DEEP_EPOCHS = "{deep_epochs}"  # filled from --deep-epochs
+DEEP = ["--optimizer", "adam", "--batch-size", "1024", "-t", DEEP_EPOCHS]
 
 MODELS = [  # name, fieldfm flags, torch name, k
     ("lr", ["--model", "lr"], None, 0),
     ("fm", ["--model", "fm", "-k", "8"], "fm", 8),
     ("ffm", ["--model", "ffm", "-k", "4"], "ffm", 4),
-    ("deepfm", ["--model", "deepfm", "-k", "16", "--hidden", "100", "-t", DEEP_EPOCHS], "deepfm", 16),
-    ("nfm", ["--model", "nfm", "-k", "16", "--hidden", "100", "-t", DEEP_EPOCHS], "nfm", 16),
-    ("deepffm", ["--model", "deepffm", "-k", "4", "--hidden", "100", "-t", DEEP_EPOCHS], "deepffm", 4),
-    ("nffm", ["--model", "nffm", "-k", "16", "--hidden", "100", "-t", DEEP_EPOCHS], "nffm", 16),
+    ("deepfm", ["--model", "deepfm", "-k", "16", "--hidden", "100"] + DEEP, "deepfm", 16),
+    ("nfm", ["--model", "nfm", "-k", "16", "--hidden", "100"] + DEEP, "nfm", 16),
+    ("deepffm", ["--model", "deepffm", "-k", "4", "--hidden", "100"] + DEEP, "deepffm", 4),
+    ("nffm", ["--model", "nffm", "-k", "16", "--hidden", "100"] + DEEP, "nffm", 16),
 ]
 
 

@@ -2,6 +2,7 @@
 // fast forms against naive pair sums.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "model/blocks.h"
@@ -80,6 +81,42 @@ struct SparseFixture {
     return &t;
   }
 };
+
+// A batch's sparse gradient: one entry per distinct row, in first-seen order,
+// summed over repeats (rows 2^32 apart stay apart); clear() leaves nothing
+// behind for the next batch, across rehashes.
+TEST(SparseGrad, CoalescesRepeatsAndClearsForTheNextBatch) {
+  SparseGrad g;
+  g.width = 2;
+  g.coalesce = true;
+  for (int batch = 0; batch < 3; ++batch) {
+    std::vector<uint64_t> want_rows;
+    std::vector<float> want_sum;
+    std::mt19937_64 rng(batch);
+    for (int i = 0; i < 5000; ++i) {
+      uint64_t row = rng() % 700;
+      if (i % 9 == 0) row += uint64_t(1) << 32;  // same low bits as `row`, another row
+      float* v = g.Accumulate(row);
+      v[0] += 1.0f;
+      v[1] += float(row % 5);
+      auto it = std::find(want_rows.begin(), want_rows.end(), row);
+      if (it == want_rows.end()) {
+        want_rows.push_back(row);
+        want_sum.push_back(0.0f);
+        it = want_rows.end() - 1;
+      }
+      want_sum[it - want_rows.begin()] += 1.0f;
+    }
+    ASSERT_EQ(g.rows, want_rows);
+    ASSERT_EQ(g.values.size(), 2 * want_rows.size());
+    for (size_t e = 0; e < want_rows.size(); ++e) {
+      EXPECT_EQ(g.values[2 * e], want_sum[e]);
+      EXPECT_EQ(g.values[2 * e + 1], want_sum[e] * float(want_rows[e] % 5));
+    }
+    g.clear();
+    EXPECT_TRUE(g.rows.empty());
+  }
+}
 
 TEST(BlockGradients, Linear) {
   for (bool normalize : {false, true}) {
