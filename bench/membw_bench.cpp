@@ -4,6 +4,7 @@
 // random, as many per example as the benchmark data has cold features.
 #include <benchmark/benchmark.h>
 
+#include <bit>
 #include <cstddef>
 #include <cstring>
 #include <vector>
@@ -78,5 +79,41 @@ void BM_RandomRowUpdate(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 2 * kPerExample * row_floats * sizeof(float));
 }
 BENCHMARK(BM_RandomRowUpdate)->Arg(1216)->Arg(608)->Unit(benchmark::kMicrosecond);
+
+// The predict side of the same pattern: 26 random rows of range(0) bytes
+// read (summed), not written; 608 B is FFM k = 4's weights-only row as a
+// model file stores it. Examples/s here bounds an FFM predict that did no
+// arithmetic.
+void BM_RandomRowRead(benchmark::State& state) {
+  const size_t row_floats = static_cast<size_t>(state.range(0)) / sizeof(float);
+  const size_t rows = fieldfm::bench::Size((size_t(1) << 30) / (row_floats * sizeof(float)));
+  constexpr size_t kPerExample = 26, kExamples = 1 << 14;
+  fieldfm::FloatVec table(rows * row_floats, 1.0f);
+  std::vector<uint32_t> idx(kExamples * kPerExample);
+  uint64_t x = 88172645463325252ull;
+  for (auto& i : idx) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    i = uint32_t(x % rows);
+  }
+  size_t e = 0;
+  uint32_t sum = 0;  // integer sum of the bits: no float add chain to wait on
+  for (auto _ : state) {
+    const uint32_t* cur = &idx[(e % kExamples) * kPerExample];
+    const uint32_t* next = &idx[((e + 1) % kExamples) * kPerExample];
+    for (size_t k = 0; k < kPerExample; ++k) {
+      const char* p = reinterpret_cast<const char*>(&table[size_t(next[k]) * row_floats]);
+      for (size_t off = 0; off < row_floats * sizeof(float); off += 64) __builtin_prefetch(p + off, 0, 2);
+    }
+    for (size_t k = 0; k < kPerExample; ++k) {
+      const float* r = &table[size_t(cur[k]) * row_floats];
+      for (size_t d = 0; d < row_floats; ++d) sum += std::bit_cast<uint32_t>(r[d]);
+    }
+    benchmark::DoNotOptimize(sum);
+    ++e;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * kPerExample * row_floats * sizeof(float));
+}
+BENCHMARK(BM_RandomRowRead)->Arg(608)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

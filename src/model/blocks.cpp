@@ -12,7 +12,6 @@
 
 namespace fieldfm {
 
-
 namespace {
 
 inline float WeightOf(const BatchView& b, size_t r) { return b.weights ? b.weights[r] : 1.0f; }
@@ -913,8 +912,8 @@ bool LinearFmStep::Step(const BatchView& b, const OptimizerConfig& c, uint64_t s
 // Always inlined (GCC kept it out of line): lr epochs 3.31M rows/s against
 // 3.15M out of line (median of 9, 2M rows, 1 thread).
 template <int K, class Resolve>
-[[gnu::always_inline]] inline float LinearFmStep::ForwardK(std::span<const Feature> row, const Resolve& resolve, float* inst_out,
-                             float* lin_scale_out) {
+[[gnu::always_inline]] inline float LinearFmStep::ForwardK(std::span<const Feature> row, const Resolve& resolve,
+                                                          float* inst_out, float* lin_scale_out) {
   const uint32_t F = F_, k = K > 0 ? K : (emb_ ? emb_->k : 0);
   float lin = 0;
   for (const Feature& f : row) {

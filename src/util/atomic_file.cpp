@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -24,13 +25,34 @@ Status AtomicFile::Open(const std::string& path) {
   // A device or a pipe (/dev/null, /dev/stdout, a FIFO) is written in place:
   // renaming a regular file onto it would replace the device (as root,
   // `-o /dev/null` did exactly that), and there is nothing there to keep.
+  // So is anything under /dev or /proc. Standard output ("-" or /dev/stdout)
+  // is written through a copy of fd 1, so `-o - >> log` appends to the log as
+  // the shell opened it (reopening /dev/stdout would truncate it).
+  if (path == "-" || path == "/dev/stdout") {
+    const int fd = ::dup(STDOUT_FILENO);
+    f_ = fd >= 0 ? ::fdopen(fd, "wb") : nullptr;
+    if (!f_) {
+      if (fd >= 0) ::close(fd);
+      return Status::IOError("cannot write to standard output: " + ErrnoText());
+    }
+    return Status::Ok();
+  }
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+  const bool special_dir = path.rfind("/dev/", 0) == 0 || path.rfind("/proc/", 0) == 0;
+  if (special_dir || (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))) {
     f_ = std::fopen(path.c_str(), "wb");
     if (!f_) return Status::IOError("cannot open " + path + ": " + ErrnoText());
     return Status::Ok();
   }
-  tmp_path_ = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  // A symbolic link elsewhere is followed: the file it names is replaced,
+  // not the link.
+  struct stat lst;
+  if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    std::error_code ec;
+    const auto target = std::filesystem::canonical(path, ec);
+    if (!ec) path_ = target.string();
+  }
+  tmp_path_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   f_ = std::fopen(tmp_path_.c_str(), "wb");
   if (!f_) return Status::IOError("cannot create " + tmp_path_ + ": " + ErrnoText());
   return Status::Ok();

@@ -1,6 +1,7 @@
 // Write-then-rename, so a crash or an error never leaves a half-written file
-// where a good one (or nothing) was before. A path naming a device or a pipe
-// (/dev/null, /dev/stdout) is written in place.
+// where a good one (or nothing) was before. A device, a pipe or anything under
+// /dev or /proc is written in place; "-" and /dev/stdout mean standard output;
+// a symbolic link is followed to the file it names.
 #pragma once
 
 #include <cstdio>

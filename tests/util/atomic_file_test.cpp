@@ -66,6 +66,39 @@ TEST(AtomicFile, WritesAPipeInPlace) {
   std::filesystem::remove(p);
 }
 
+// Through a symbolic link the file it names is replaced and the link stays
+// (a rename onto the link's path would have replaced the link itself).
+TEST(AtomicFile, WritesThroughASymlink) {
+  const std::string target = TempPath("link_target"), link = TempPath("link");
+  std::filesystem::remove(link);
+  ASSERT_TRUE(WriteFileAtomically(target, "old").ok());
+  std::filesystem::create_symlink(target, link);
+  ASSERT_TRUE(WriteFileAtomically(link, "new").ok());
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_EQ(*ReadSmallFile(target), "new");
+  std::filesystem::remove(link);
+  std::filesystem::remove(target);
+}
+
+// "-" is standard output, written through fd 1 as the shell opened it: a file
+// opened for appending keeps what it had.
+TEST(AtomicFile, DashAppendsToStandardOutput) {
+  const std::string p = TempPath("stdout");
+  ASSERT_TRUE(WriteFileAtomically(p, "before\n").ok());
+  std::fflush(stdout);
+  const int saved = ::dup(STDOUT_FILENO);
+  const int fd = ::open(p.c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ::dup2(fd, STDOUT_FILENO);
+  ::close(fd);
+  const Status st = WriteFileAtomically("-", "predictions\n");
+  ::dup2(saved, STDOUT_FILENO);
+  ::close(saved);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(*ReadSmallFile(p), "before\npredictions\n");
+  std::filesystem::remove(p);
+}
+
 TEST(Status, ResultCarriesValueOrError) {
   Result<int> good = 3;
   Result<int> bad = Status::DataError("f:1: bad");
