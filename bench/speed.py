@@ -22,13 +22,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run(cmd, log):
+def run(cmd, log, cwd=None):
     """Runs cmd under /usr/bin/time; returns (stdout+stderr text, peak RSS MiB, seconds)."""
     t0 = time.time()
     # xLearn's log naming reads $USER and aborts when it is unset (as in containers).
     env = dict(os.environ, USER=os.environ.get("USER", "bench"))
     p = subprocess.run(["/usr/bin/time", "-f", "PEAK_RSS_KB %M"] + cmd, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, text=True, env=env)
+                       stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
     secs = time.time() - t0
     with open(log, "a") as f:
         f.write("$ " + " ".join(cmd) + "\n" + p.stdout + "\n")
@@ -57,25 +57,29 @@ def fieldfm_train(a, name, flags, threads, log):
 def libffm_train(a, threads, log):
     model = os.path.join(a.work, f"libffm.s{threads}.model")
     out, rss, _ = run([os.path.join(a.libffm, "ffm-train"), "-k", "4", "-s", str(threads), "-p", a.test_txt,
-                       "--auto-stop", a.train_txt, model], log)
+                       "--auto-stop", a.train_txt, model], log,
+                      cwd=a.work)  # ffm-train writes its binary copies of the inputs into the working directory
     rows = [l.split() for l in out.splitlines() if re.match(r"^\s+\d+\s", l)]
     times = [float(r[3]) for r in rows if len(r) >= 4]  # cumulative seconds
     per_epoch = [t - p for t, p in zip(times, [0.0] + times[:-1])]
     best = min(float(r[2]) for r in rows)
     _, _, psecs = run([os.path.join(a.libffm, "ffm-predict"), a.train_txt, model, "/dev/null"], log)
-    return {"rows_s": a.train_rows / statistics.median(per_epoch), "rss": rss, "logloss": best,
+    epoch_secs = statistics.median(per_epoch)  # 0 on tiny inputs: libffm prints tenths of a second
+    return {"rows_s": a.train_rows / epoch_secs if epoch_secs > 0 else float("nan"), "rss": rss, "logloss": best,
             "auc": float("nan"), "predict_rows_s": a.train_rows / psecs, "epochs": len(rows)}
 
 
 def xlearn_train(a, threads, log):
     out, rss, _ = run([os.path.join(a.xlearn, "xlearn_train"), a.train_txt, "-s", "2", "-k", "4", "-v", a.test_txt,
                        "-nthread", str(threads), "-m", os.path.join(a.work, "xlearn.model"), "-l",
-                       os.path.join(a.work, "xlearn.log")], log)
+                       os.path.join(a.work, "xlearn.log")], log,
+                      cwd=a.work)  # xLearn writes its binary copies of the inputs into the working directory
     # Epoch lines, after a progress bracket: "[ 10%      ]     1            0.470893            0.474130              3.96"
     text = re.sub(r"\x1b\[[0-9;]*m", "", out)
     rows = [m.group(1).split() for m in re.finditer(r"^(?:\[[^\]]*\])?(\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+)\s*$", text, re.M)]
     per_epoch = [float(r[-1]) for r in rows]
-    return {"rows_s": a.train_rows / statistics.median(per_epoch), "rss": rss,
+    epoch_secs = statistics.median(per_epoch)
+    return {"rows_s": a.train_rows / epoch_secs if epoch_secs > 0 else float("nan"), "rss": rss,
             "logloss": min(float(r[2]) for r in rows), "auc": float("nan"), "predict_rows_s": float("nan"),
             "epochs": len(rows)}
 
@@ -122,6 +126,11 @@ def main():
                     help="values per categorical field (synth's default: 2.9M indices in all, too many for nffm's "
                          "k=16 field-aware tables with Adam state in 24 GB)")
     a = ap.parse_args()
+    a.work = os.path.abspath(a.work)
+    if a.xlearn:
+        a.xlearn = os.path.abspath(a.xlearn)
+    if a.libffm:
+        a.libffm = os.path.abspath(a.libffm)
     os.makedirs(a.work, exist_ok=True)
     log = os.path.join(a.work, "speed.log")
     prefix = os.path.join(a.work, f"syn-c{a.max_cardinality}" if a.max_cardinality else "syn")
