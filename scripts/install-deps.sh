@@ -19,6 +19,7 @@ PACKAGES=(
   libboost-dev            # fieldfm serve: Asio + Beast (header-only)
   libsimdjson-dev         # fieldfm serve: predict bodies
   libcpp-httplib-dev      # HTTP client of the serve tests
+  python3                 # bench/speed.py and bench/accuracy.py (the speed_smoke test)
 )
 # Stamp file: skip apt when the exact list is already installed (fast re-runs).
 if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
