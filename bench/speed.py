@@ -5,7 +5,8 @@ Generates the issue's data set with `fieldfm synth` (39 fields = 13 numeric +
 26 categorical, one feature per field, 2M train / 200k test rows), then trains
 and predicts each model with 1 and 2 threads and prints one markdown table:
 rows/s per epoch (median over epochs), predict rows/s (the whole command on
-the 2M training rows, and its ratio to training), peak RSS, best test logloss. Peers run in the same invocation when found (never built here):
+the training rows, and its ratio to training), peak RSS, best test logloss.
+Peers run in the same invocation when found (never built here):
   --libffm DIR   (ffm-train, ffm-predict)   --xlearn DIR  (xlearn_train)
   --torch        (Debian python3-torch; bench/torch_reference.py)
 Usage: bench/speed.py --fieldfm build/release/fieldfm --work /tmp/fieldfm-bench
@@ -47,8 +48,8 @@ def fieldfm_train(a, name, flags, threads, log):
     rate = statistics.median(e["rows"] / e["seconds"] for e in epochs)
     best = min(e["va_logloss"] for e in epochs)
     auc = min(epochs, key=lambda e: e["va_logloss"])["va_auc"]
-    # Batch prediction of the 2M training rows (the test set's 200k rows are
-    # mostly model loading for the ffm model's 1.9 GB).
+    # Batch prediction of the training rows (on the 200k test rows the command
+    # was mostly the load of the 2M-row ffm model's 1.9 GB).
     _, prss, psecs = run([a.fieldfm, "predict", "-s", str(threads), model, a.train_cache, "-o", "/dev/null"], log)
     return {"rows_s": rate, "rss": rss, "logloss": best, "auc": auc, "predict_rows_s": a.train_rows / psecs,
             "epochs": len(epochs)}
