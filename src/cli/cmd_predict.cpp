@@ -2,12 +2,12 @@
 #include <algorithm>
 #include <charconv>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli/command.h"
 #include "train/predict_file.h"
 #include "util/atomic_file.h"
+#include "util/parallel.h"
 
 namespace fieldfm::cli {
 namespace {
@@ -41,19 +41,14 @@ Status Run(const PredictFlags& f) {
   FIELDFM_RETURN_IF_ERROR(PredictFileTo(
       f.model, f.input, f.threads, f.skip_bad_lines,
       [&](std::span<const float> pred, std::span<const float>, std::span<const float>) {
-        const size_t per = (pred.size() + threads - 1) / threads;
-        auto format = [&](int t) {
-          const size_t b = std::min(pred.size(), t * per), e = std::min(pred.size(), b + per);
+        for (std::string& s : parts) s.clear();  // a part with no rows stays empty
+        ParallelParts(pred.size(), threads, [&](int t, size_t b, size_t e) {
           std::string& s = parts[t];
           s.resize((e - b) * (kMaxPredictionChars + 1));
           char* p = s.data();
           for (size_t i = b; i < e; ++i) p = FormatPrediction(pred[i], p);
           s.resize(size_t(p - s.data()));
-        };
-        std::vector<std::thread> pool;
-        for (int t = 1; t < threads; ++t) pool.emplace_back(format, t);
-        format(0);
-        for (auto& th : pool) th.join();
+        });
         for (const std::string& s : parts) FIELDFM_RETURN_IF_ERROR(out.Write(s));
         return Status::Ok();
       }));

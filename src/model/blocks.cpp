@@ -42,9 +42,9 @@ inline void AxpySlots4(float a, const float* __restrict src, uint32_t stride, fl
 
 }  // namespace
 
-float InstanceScale(const BatchView& b, size_t r) {
+float InstanceScale(std::span<const Feature> row) {
   float s = 0;
-  for (const Feature& f : b.row(r)) s += f.value * f.value;
+  for (const Feature& f : row) s += f.value * f.value;
   return s > 0 ? 1.0f / s : 1.0f;
 }
 
@@ -920,12 +920,7 @@ template <int K, class Resolve>
     const RowRef rr = resolve(*lin_, f);
     if (rr.p) lin += f.value * rr.p[0];
   }
-  float inst = 1.0f;
-  if (normalize_) {
-    float s = 0;
-    for (const Feature& f : row) s += f.value * f.value;
-    inst = s > 0 ? 1.0f / s : 1.0f;  // InstanceScale
-  }
+  const float inst = normalize_ ? InstanceScale(row) : 1.0f;
   const float lin_scale = normalize_ ? std::sqrt(inst) : 1.0f;
   const float lin_out = lin * lin_scale;
   float phi = bias_->w[0];
@@ -955,17 +950,21 @@ template <int K, class Resolve>
   return phi;
 }
 
-bool LinearFmStep::Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
-                           std::span<const Feature> next) {
-  if (emb_ && mean_) return false;
-  // The next row's weights (and its known flags: one more random byte per
-  // feature) load while this row is scored.
+void LinearFmStep::PrefetchNext(std::span<const Feature> next, const std::vector<uint8_t>* known) const {
   for (const Feature& f : next)
     if (f.index < lin_->rows) {
       __builtin_prefetch(lin_->row(f.index));
       if (emb_) __builtin_prefetch(emb_->row(f.index));
-      if (!store.known.empty()) __builtin_prefetch(&store.known[f.index]);
+      if (known) __builtin_prefetch(known->data() + f.index);
     }
+}
+
+bool LinearFmStep::Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
+                           std::span<const Feature> next) {
+  if (emb_ && mean_) return false;
+  // The next row's weights and known flags (one more random byte per
+  // feature) load while this row is scored.
+  PrefetchNext(next, store.known.empty() ? nullptr : &store.known);
   const auto resolve = [&](const SparseTable& t, const Feature& f) { return ResolveRow(store, t, f, false); };
   float inst, lin_scale, phi;
   if (emb_ && emb_->k == 4) {
@@ -986,11 +985,7 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
                          double* loss_sum, double* weight_sum) {
   const std::span<const Feature> row = b.row(0);
   const uint32_t F = F_, k = K > 0 ? K : (emb_ ? emb_->k : 0);
-  for (const Feature& f : next)
-    if (f.index < lin_->rows) {
-      __builtin_prefetch(lin_->row(f.index));
-      if (emb_) __builtin_prefetch(emb_->row(f.index));
-    }
+  PrefetchNext(next, nullptr);
   const auto trained = [&](const Feature& f) { return f.field < F && f.index < lin_->rows; };
   const auto resolve = [&](const SparseTable& t, const Feature& f) -> RowRef {
     if (!trained(f) || f.index >= t.rows) return {};

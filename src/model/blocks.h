@@ -119,7 +119,8 @@ inline RowRef ResolveRow(const ParamStore& store, const SparseTable& t, const Fe
 
 // libffm's instance normalisation: a row's values scaled to unit L2 norm, so
 // pair terms carry 1/Σx² (this) and the linear term 1/sqrt(Σx²).
-float InstanceScale(const BatchView& b, size_t r);
+float InstanceScale(std::span<const Feature> row);
+inline float InstanceScale(const BatchView& b, size_t r) { return InstanceScale(b.row(r)); }
 
 // φ = Σ_i w_j(i) x_i (one weight per index; unseen values weigh 0).
 std::unique_ptr<Block> MakeLinear(ParamStore* store, SparseTable* table, bool normalize = false);
@@ -206,6 +207,8 @@ class LinearFmStep {
  private:
   template <int K, class Resolve>
   float ForwardK(std::span<const Feature> row, const Resolve& resolve, float* inst, float* lin_scale);
+  // Starts loading the next row's weights (and, given, its known flags).
+  void PrefetchNext(std::span<const Feature> next, const std::vector<uint8_t>* known) const;
   template <int K>
   bool StepK(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
              double* loss_sum, double* weight_sum);

@@ -4,7 +4,6 @@
 #include <cstdio>
 #include <mutex>
 #include <set>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -12,6 +11,7 @@
 #include "model/network.h"
 #include "train/model_data.h"
 #include "util/atomic_file.h"
+#include "util/parallel.h"
 
 namespace fieldfm {
 
@@ -112,14 +112,9 @@ namespace {
 
 // The rows of `all` split over `threads` (this one included).
 void PredictParallel(const Model& model, const BatchView& all, int threads, std::span<float> out) {
-  const size_t n = all.rows, per = (n + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads && size_t(t) * per < n; ++t) {
-    const size_t b = t * per, e = std::min(n, b + per);
-    pool.emplace_back([&, b, e] { PredictBatch(model, all.slice(b, e), out.subspan(b, e - b)); });
-  }
-  PredictBatch(model, all.slice(0, std::min(n, per)), out.subspan(0, std::min(n, per)));
-  for (auto& th : pool) th.join();
+  ParallelParts(all.rows, threads, [&](int, size_t b, size_t e) {
+    PredictBatch(model, all.slice(b, e), out.subspan(b, e - b));
+  });
 }
 
 }  // namespace
