@@ -54,12 +54,16 @@ class LinearBlock : public Block {
  public:
   LinearBlock(ParamStore* store, SparseTable* t, bool normalize) : store_(store), t_(t), normalize_(normalize) {
     grad_.width = 1;
+    grad_.table_rows = t->rows;
   }
   std::string kind() const override { return "linear"; }
   int out_dim() const override { return 1; }
   void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
     out->resize(b.rows, 1);
     for (size_t r = 0; r < b.rows; ++r) {
+      if (r + 1 < b.rows)  // the next row's weights: random lines, loaded while this row adds up
+        for (const Feature& f : b.row(r + 1))
+          if (f.index < t_->rows) __builtin_prefetch(t_->row(f.index));
       float s = 0;
       for (const Feature& f : b.row(r)) {
         RowRef rr = ResolveRow(*store_, *t_, f, ctx.training);
@@ -73,6 +77,8 @@ class LinearBlock : public Block {
     grad_.coalesce = b.rows > 1;
     for (size_t r = 0; r < b.rows; ++r) {
       const float go = dout(r, 0) * Scale(b, r);
+      if (r + 1 < b.rows)
+        for (const Feature& f : b.row(r + 1)) grad_.Prefetch(f.index);
       for (const Feature& f : b.row(r)) {
         if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
         *grad_.Accumulate(f.index) += f.value * go;
@@ -98,20 +104,55 @@ class EmbeddingBlock : public Block {
   EmbeddingBlock(ParamStore* store, SparseTable* t, bool mean, std::string kind)
       : store_(store), t_(t), mean_(mean), kind_(std::move(kind)), counts_(store->num_fields) {
     grad_.width = t->slots * t->k;
+    grad_.table_rows = t->rows;
   }
   std::string kind() const override { return kind_; }
-  int out_dim() const override { return int(store_->num_fields * t_->slots * t_->k); }
+  int out_dim() const override { return pooled_dim(); }
 
   void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
-    if (t_->k == 4) return ForwardK<4>(b, out, ctx);
-    return ForwardK<0>(b, out, ctx);
+    Pool(b, out, ctx, [](size_t, const float*) {});
   }
 
+ protected:
+  int pooled_dim() const { return int(store_->num_fields * t_->slots * t_->k); }
+  // The pooled field vectors of each row into out (B x F*slots*k), calling
+  // after_row(r, pooled row) while the row is still in L1.
+  template <class AfterRow>
+  void Pool(const BatchView& b, Mat* out, const RunContext& ctx, const AfterRow& after_row) {
+    if (t_->k == 4) return ForwardK<4>(b, out, ctx, after_row);
+    return ForwardK<0>(b, out, ctx, after_row);
+  }
+
+  // Backward given the gradient of each pooled field vector:
+  // field_grad(r, field) points at its slots * k floats.
+  template <class FieldGrad>
+  void AccumulateGrads(const BatchView& b, const FieldGrad& field_grad) {
+    const uint32_t width = t_->slots * t_->k;
+    grad_.coalesce = b.rows > 1;
+    for (size_t r = 0; r < b.rows; ++r) {
+      if (r + 1 < b.rows)
+        for (const Feature& f : b.row(r + 1)) grad_.Prefetch(f.index);
+      if (mean_) {
+        std::fill(counts_.begin(), counts_.end(), 0u);
+        for (const Feature& f : b.row(r))
+          if (f.field < store_->num_fields && f.index < t_->rows) ++counts_[f.field];
+      }
+      for (const Feature& f : b.row(r)) {
+        if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
+        const float scale = mean_ ? f.value / float(counts_[f.field]) : f.value;
+        const float* src = field_grad(r, f.field);
+        float* g = grad_.Accumulate(f.index);
+        for (uint32_t d = 0; d < width; ++d) g[d] += scale * src[d];
+      }
+    }
+  }
+
+ private:
   // K > 0: the latent dimension known at compile time (vectorised inner loop).
-  template <int K>
-  void ForwardK(const BatchView& b, Mat* out, const RunContext& ctx) {
+  template <int K, class AfterRow>
+  void ForwardK(const BatchView& b, Mat* out, const RunContext& ctx, const AfterRow& after_row) {
     const uint32_t slots = t_->slots, k = K > 0 ? K : t_->k, width = slots * k;
-    out->setZero(b.rows, out_dim());
+    out->setZero(b.rows, pooled_dim());
     for (size_t r = 0; r < b.rows; ++r) {
       float* o = out->row(r).data();
       if (mean_) std::fill(counts_.begin(), counts_.end(), 0u);
@@ -146,28 +187,15 @@ class EmbeddingBlock : public Block {
         for (uint32_t f = 0; f < store_->num_fields; ++f)
           if (counts_[f] > 1)
             for (uint32_t d = 0; d < width; ++d) o[f * width + d] /= float(counts_[f]);
+      after_row(r, o);
     }
   }
 
+ public:
   void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
                 const RunContext&) override {
-    const uint32_t width = t_->slots * t_->k;
-    grad_.coalesce = b.rows > 1;
-    for (size_t r = 0; r < b.rows; ++r) {
-      const float* go = dout.row(r).data();
-      if (mean_) {
-        std::fill(counts_.begin(), counts_.end(), 0u);
-        for (const Feature& f : b.row(r))
-          if (f.field < store_->num_fields && f.index < t_->rows) ++counts_[f.field];
-      }
-      for (const Feature& f : b.row(r)) {
-        if (f.field >= store_->num_fields || f.index >= t_->rows) continue;
-        const float scale = mean_ ? f.value / float(counts_[f.field]) : f.value;
-        float* g = grad_.Accumulate(f.index);
-        const float* src = go + size_t(f.field) * width;
-        for (uint32_t d = 0; d < width; ++d) g[d] += scale * src[d];
-      }
-    }
+    const size_t width = size_t(t_->slots) * t_->k;
+    AccumulateGrads(b, [&](size_t r, uint32_t field) { return dout.row(r).data() + field * width; });
   }
   void ZeroGrad() override { grad_.clear(); }
   void Grads(std::vector<DenseGradRef>*, std::vector<SparseGradRef>* s) override { s->push_back({kind_, t_, &grad_}); }
@@ -257,6 +285,55 @@ class FmBlock : public Block {
   uint32_t F_, k_;
   bool per_dim_, normalize_;
   std::vector<float> sum_, scratch_, go_;
+};
+
+// NFM's input: embedding pooling and bi-interaction in one block, so a batch's
+// pooled vectors are summed while each row is in L1 and the backward pass
+// writes no B x F*k gradient matrix (the two blocks took 33% of an NFM epoch,
+// most of it those passes). The same floats as MakeEmbeddingPool followed by
+// MakeBiInteraction, operation for operation (blocks_test compares them).
+class EmbeddingBiInteractionBlock : public EmbeddingBlock {
+ public:
+  EmbeddingBiInteractionBlock(ParamStore* store, SparseTable* t, bool mean, bool normalize)
+      : EmbeddingBlock(store, t, mean, "embedding+bi_interaction"),
+        F_(store->num_fields), k_(t->k), normalize_(normalize), scratch_(2 * size_t(t->k)), go_(t->k), dx_(t->k) {}
+  int out_dim() const override { return int(k_); }
+  void Forward(const BatchView& b, std::span<const Mat* const>, Mat* out, const RunContext& ctx) override {
+    out->resize(b.rows, k_);
+    sums_.resize(b.rows, k_);
+    Pool(b, &pooled_, ctx, [&](size_t r, const float* x) {
+      float* o = out->row(r).data();
+      FmPairSums(x, F_, k_, scratch_.data(), o);  // leaves Σ_f x_f in scratch_[0, k)
+      std::copy_n(scratch_.data(), k_, sums_.row(r).data());
+      if (normalize_) {
+        const float scale = InstanceScale(b, r);
+        for (uint32_t d = 0; d < k_; ++d) o[d] = scale * o[d];
+      }
+    });
+  }
+  // d pooled_{f,d} = go_d (Σ_g x_{g,d} − x_{f,d}) as FmPairSumsBackward gives it,
+  // one field vector at a time, straight into the row's gradient entry.
+  void Backward(const BatchView& b, std::span<const Mat* const>, const Mat&, const Mat& dout, std::span<Mat* const>,
+                const RunContext&) override {
+    size_t row_of_go = size_t(-1);
+    AccumulateGrads(b, [&](size_t r, uint32_t field) {
+      if (r != row_of_go) {
+        const float scale = normalize_ ? InstanceScale(b, r) : 1.0f;
+        for (uint32_t d = 0; d < k_; ++d) go_[d] = scale * dout(r, d);
+        row_of_go = r;
+      }
+      const float* x = pooled_.row(r).data() + size_t(field) * k_;
+      const float* s = sums_.row(r).data();
+      for (uint32_t d = 0; d < k_; ++d) dx_[d] = go_[d] * (s[d] - x[d]);
+      return dx_.data();
+    });
+  }
+
+ private:
+  uint32_t F_, k_;
+  bool normalize_;
+  Mat pooled_, sums_;  // the batch's pooled field vectors (B x F*k) and their sums (B x k)
+  std::vector<float> scratch_, go_, dx_;
 };
 
 class FfmBlock : public Block {
@@ -408,6 +485,7 @@ class FieldPairEmbeddingBlock : public Block {
   FieldPairEmbeddingBlock(ParamStore* store, SparseTable* t, bool mean, bool sum)
       : store_(store), t_(t), mean_(mean), sum_(sum), F_(store->num_fields), k_(t->k), views_(F_), counts_(F_) {
     grad_.width = t->slots * t->k;
+    grad_.table_rows = t->rows;
   }
   std::string kind() const override { return sum_ ? "field_aware_embedding+pairs_sum" : "field_aware_embedding+pairs"; }
   int out_dim() const override { return sum_ ? int(k_) : int(F_ * (F_ - 1) / 2 * k_); }
@@ -1079,6 +1157,9 @@ std::unique_ptr<Block> MakeFfmSecondOrder(uint32_t fields, uint32_t k, bool norm
 }
 std::unique_ptr<Block> MakeBiInteraction(uint32_t fields, uint32_t k, bool normalize) {
   return std::make_unique<FmBlock>(fields, k, true, normalize);
+}
+std::unique_ptr<Block> MakeEmbeddingBiInteraction(ParamStore* store, SparseTable* table, bool mean, bool normalize) {
+  return std::make_unique<EmbeddingBiInteractionBlock>(store, table, mean, normalize);
 }
 std::unique_ptr<Block> MakeFieldPairProducts(uint32_t fields, uint32_t k, bool sum) {
   return std::make_unique<FieldPairBlock>(fields, k, sum);

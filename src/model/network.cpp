@@ -125,7 +125,11 @@ struct Declare {
   }
   int Fm(int e) { return g.Add(MakeFmSecondOrder(s.num_fields, s.k, s.normalize), {e}); }
   int Ffm(int e) { return g.Add(MakeFfmSecondOrder(s.num_fields, s.k, s.normalize), {e}); }
-  int BiInteraction(int e) { return g.Add(MakeBiInteraction(s.num_fields, s.k, s.normalize), {e}); }
+  int EmbeddingBiInteraction() {
+    return g.Add(MakeEmbeddingBiInteraction(g.store(), g.Table("embedding", 1, s.k, kEmbeddingInit), s.mean_pooling,
+                                            s.normalize),
+                 {});
+  }
   int FieldPairEmbedding() {
     return g.Add(MakeFieldPairEmbedding(g.store(), g.Table("field_aware_embedding", s.num_fields, s.k, kEmbeddingInit),
                                         s.mean_pooling, s.nffm_sum_pairs),
@@ -171,7 +175,7 @@ struct Declare {
         terms.push_back(Mlp(e));
         break;
       }
-      case ModelType::kNfm: terms.push_back(Mlp(BiInteraction(Embedding()))); break;
+      case ModelType::kNfm: terms.push_back(Mlp(EmbeddingBiInteraction())); break;
       case ModelType::kDeepFfm: {
         const int e = FieldAwareEmbedding();
         terms.push_back(Ffm(e));

@@ -84,37 +84,42 @@ struct SparseFixture {
 
 // A batch's sparse gradient: one entry per distinct row, in first-seen order,
 // summed over repeats (rows 2^32 apart stay apart); clear() leaves nothing
-// behind for the next batch, across rehashes.
+// behind for the next batch, across rehashes. Both ways of finding an entry:
+// the hash (table size unknown, or rows beyond it) and the direct map.
 TEST(SparseGrad, CoalescesRepeatsAndClearsForTheNextBatch) {
-  SparseGrad g;
-  g.width = 2;
-  g.coalesce = true;
-  for (int batch = 0; batch < 3; ++batch) {
-    std::vector<uint64_t> want_rows;
-    std::vector<float> want_sum;
-    std::mt19937_64 rng(batch);
-    for (int i = 0; i < 5000; ++i) {
-      uint64_t row = rng() % 700;
-      if (i % 9 == 0) row += uint64_t(1) << 32;  // same low bits as `row`, another row
-      float* v = g.Accumulate(row);
-      v[0] += 1.0f;
-      v[1] += float(row % 5);
-      auto it = std::find(want_rows.begin(), want_rows.end(), row);
-      if (it == want_rows.end()) {
-        want_rows.push_back(row);
-        want_sum.push_back(0.0f);
-        it = want_rows.end() - 1;
+  for (const uint64_t table_rows : {uint64_t(0), uint64_t(700), SparseGrad::kDirectRows + 1}) {
+    SCOPED_TRACE(table_rows);
+    SparseGrad g;
+    g.width = 2;
+    g.table_rows = table_rows;
+    g.coalesce = true;
+    for (int batch = 0; batch < 3; ++batch) {
+      std::vector<uint64_t> want_rows;
+      std::vector<float> want_sum;
+      std::mt19937_64 rng(batch);
+      for (int i = 0; i < 5000; ++i) {
+        uint64_t row = rng() % 700;
+        if (i % 9 == 0) row += uint64_t(1) << 32;  // same low bits as `row`, another row
+        float* v = g.Accumulate(row);
+        v[0] += 1.0f;
+        v[1] += float(row % 5);
+        auto it = std::find(want_rows.begin(), want_rows.end(), row);
+        if (it == want_rows.end()) {
+          want_rows.push_back(row);
+          want_sum.push_back(0.0f);
+          it = want_rows.end() - 1;
+        }
+        want_sum[it - want_rows.begin()] += 1.0f;
       }
-      want_sum[it - want_rows.begin()] += 1.0f;
+      ASSERT_EQ(g.rows, want_rows);
+      ASSERT_EQ(g.values.size(), 2 * want_rows.size());
+      for (size_t e = 0; e < want_rows.size(); ++e) {
+        EXPECT_EQ(g.values[2 * e], want_sum[e]);
+        EXPECT_EQ(g.values[2 * e + 1], want_sum[e] * float(want_rows[e] % 5));
+      }
+      g.clear();
+      EXPECT_TRUE(g.rows.empty());
     }
-    ASSERT_EQ(g.rows, want_rows);
-    ASSERT_EQ(g.values.size(), 2 * want_rows.size());
-    for (size_t e = 0; e < want_rows.size(); ++e) {
-      EXPECT_EQ(g.values[2 * e], want_sum[e]);
-      EXPECT_EQ(g.values[2 * e + 1], want_sum[e] * float(want_rows[e] % 5));
-    }
-    g.clear();
-    EXPECT_TRUE(g.rows.empty());
   }
 }
 
@@ -167,9 +172,78 @@ TEST(BlockGradients, FieldPairEmbedding) {
     }
 }
 
-// The fused NFFM input block equals field-aware embedding -> pair products:
-// outputs and (summed) table gradients, one-hot and multi-valued rows, k = 4
-// and 16 (vectorised kernels) and 3 (generic).
+TEST(BlockGradients, EmbeddingBiInteraction) {
+  for (bool mean : {false, true})
+    for (bool normalize : {false, true}) {
+      SparseFixture fx;
+      auto b = MakeEmbeddingBiInteraction(&fx.store, fx.Table("embedding", 1, fx.kK), mean, normalize);
+      CheckBlock(*b, fx.data.view(), {});
+    }
+}
+
+// A fused input block against the two blocks it replaces (an embedding, then
+// `second` on its output): outputs and the table's summed gradients, equal
+// within out_tol and grad_tol relative (0: to the bit).
+void ExpectFusedEqualsTwoBlocks(Block& fused, Block& emb, Block& second, const BatchView& v, double out_tol,
+                                double grad_tol) {
+  const RunContext ctx{true, 1};
+  Mat out_fused, e, out_two;
+  fused.Forward(v, {}, &out_fused, ctx);
+  emb.Forward(v, {}, &e, ctx);
+  const Mat* e_in[] = {&e};
+  second.Forward(v, e_in, &out_two, ctx);
+  ASSERT_EQ(out_fused.rows(), out_two.rows());
+  ASSERT_EQ(out_fused.cols(), out_two.cols());
+  const auto expect_close = [](double got, double want, double tol, const auto& where) {
+    if (tol == 0) {
+      EXPECT_EQ(float(got), float(want)) << where;
+    } else {
+      EXPECT_NEAR(got, want, tol * (1 + std::fabs(want))) << where;
+    }
+  };
+  for (Eigen::Index i = 0; i < out_fused.size(); ++i) expect_close(out_fused.data()[i], out_two.data()[i], out_tol, i);
+  const Mat dout = RandomMat(int(out_two.rows()), int(out_two.cols()), 10);
+  Mat de = Mat::Zero(e.rows(), e.cols());
+  Mat* de_out[] = {&de};
+  fused.ZeroGrad();
+  emb.ZeroGrad();
+  fused.Backward(v, {}, out_fused, dout, {}, ctx);
+  second.Backward(v, e_in, out_two, dout, de_out, ctx);
+  emb.Backward(v, {}, e, de, {}, ctx);
+  std::vector<DenseGradRef> dense;
+  std::vector<SparseGradRef> gf, ge;
+  fused.Grads(&dense, &gf);
+  emb.Grads(&dense, &ge);
+  const auto got = testing::Aggregate(*gf[0].grad), want = testing::Aggregate(*ge[0].grad);
+  ASSERT_EQ(got.size(), want.size());
+  for (const auto& [row, g] : want)
+    for (size_t d = 0; d < g.size(); ++d)
+      expect_close(got.at(row)[d], g[d], grad_tol, ::testing::Message() << "row " << row << " [" << d << "]");
+}
+
+// The fused NFM input block gives the floats of embedding pooling ->
+// bi-interaction exactly (the same operations in the same order), one-hot and
+// multi-valued rows, sum and mean pooling, with and without instance
+// normalisation, k = 4 (the vectorised pooling) and 3, 16.
+TEST(FastForms, EmbeddingBiInteractionEqualsTwoBlocks) {
+  for (uint32_t k : {3u, 4u, 16u})
+    for (bool multi : {false, true})
+      for (bool mean : {false, true})
+        for (bool normalize : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "k " << k << " multi " << multi << " mean " << mean << " normalize "
+                                            << normalize);
+          SparseFixture fx;
+          fx.data = RandomBlock(7, fx.kFields, fx.kIndices, multi, 9);
+          SparseTable* t = fx.Table("embedding", 1, k);
+          ExpectFusedEqualsTwoBlocks(*MakeEmbeddingBiInteraction(&fx.store, t, mean, normalize),
+                                     *MakeEmbeddingPool(&fx.store, t, mean), *MakeBiInteraction(fx.kFields, k, normalize),
+                                     fx.data.view(), 0, 0);
+        }
+}
+
+// The fused NFFM input block equals field-aware embedding -> pair products
+// (within rounding: it sums in another order), one-hot and multi-valued rows,
+// k = 4 and 16 (vectorised kernels) and 3 (generic).
 TEST(FastForms, FieldPairEmbeddingEqualsTwoBlocks) {
   for (uint32_t k : {3u, 4u, 16u})
     for (bool multi : {false, true})
@@ -179,37 +253,9 @@ TEST(FastForms, FieldPairEmbeddingEqualsTwoBlocks) {
           SparseFixture fx;
           fx.data = RandomBlock(7, fx.kFields, fx.kIndices, multi, 9);
           SparseTable* t = fx.Table("ffe", fx.kFields, k);
-          auto fused = MakeFieldPairEmbedding(&fx.store, t, mean, sum);
-          auto emb = MakeFieldAwareEmbedding(&fx.store, t, mean);
-          auto pairs = MakeFieldPairProducts(fx.kFields, k, sum);
-          const RunContext ctx{true, 1};
-          const BatchView v = fx.data.view();
-          Mat out_fused, e, out_pairs;
-          fused->Forward(v, {}, &out_fused, ctx);
-          emb->Forward(v, {}, &e, ctx);
-          const Mat* e_in[] = {&e};
-          pairs->Forward(v, e_in, &out_pairs, ctx);
-          ASSERT_EQ(out_fused.rows(), out_pairs.rows());
-          ASSERT_EQ(out_fused.cols(), out_pairs.cols());
-          for (Eigen::Index i = 0; i < out_fused.size(); ++i)
-            EXPECT_NEAR(out_fused.data()[i], out_pairs.data()[i], 1e-6 * (1 + std::fabs(out_pairs.data()[i])));
-          const Mat dout = RandomMat(int(out_pairs.rows()), int(out_pairs.cols()), 10);
-          Mat de = Mat::Zero(e.rows(), e.cols());
-          Mat* de_out[] = {&de};
-          fused->ZeroGrad();
-          emb->ZeroGrad();
-          fused->Backward(v, {}, out_fused, dout, {}, ctx);
-          pairs->Backward(v, e_in, out_pairs, dout, de_out, ctx);
-          emb->Backward(v, {}, e, de, {}, ctx);
-          std::vector<DenseGradRef> dense;
-          std::vector<SparseGradRef> gf, ge;
-          fused->Grads(&dense, &gf);
-          emb->Grads(&dense, &ge);
-          const auto a = testing::Aggregate(*gf[0].grad), b = testing::Aggregate(*ge[0].grad);
-          ASSERT_EQ(a.size(), b.size());
-          for (const auto& [row, g] : b)
-            for (size_t d = 0; d < g.size(); ++d)
-              EXPECT_NEAR(a.at(row)[d], g[d], 1e-5 * (1 + std::fabs(g[d]))) << "row " << row << " [" << d << "]";
+          ExpectFusedEqualsTwoBlocks(*MakeFieldPairEmbedding(&fx.store, t, mean, sum),
+                                     *MakeFieldAwareEmbedding(&fx.store, t, mean),
+                                     *MakeFieldPairProducts(fx.kFields, k, sum), fx.data.view(), 1e-6, 1e-5);
         }
 }
 
