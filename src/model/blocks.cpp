@@ -130,8 +130,12 @@ class EmbeddingBlock : public Block {
     const uint32_t width = t_->slots * t_->k;
     grad_.coalesce = b.rows > 1;
     for (size_t r = 0; r < b.rows; ++r) {
+      // Two rows on, the direct-map entries; one row on (entries loaded by
+      // now), the gradient values of rows already in the batch.
+      if (r + 2 < b.rows)
+        for (const Feature& f : b.row(r + 2)) grad_.Prefetch(f.index);
       if (r + 1 < b.rows)
-        for (const Feature& f : b.row(r + 1)) grad_.Prefetch(f.index);
+        for (const Feature& f : b.row(r + 1)) grad_.PrefetchValues(f.index);
       if (mean_) {
         std::fill(counts_.begin(), counts_.end(), 0u);
         for (const Feature& f : b.row(r))
@@ -152,24 +156,37 @@ class EmbeddingBlock : public Block {
   template <int K, class AfterRow>
   void ForwardK(const BatchView& b, Mat* out, const RunContext& ctx, const AfterRow& after_row) {
     const uint32_t slots = t_->slots, k = K > 0 ? K : t_->k, width = slots * k;
-    out->setZero(b.rows, pooled_dim());
-    for (size_t r = 0; r < b.rows; ++r) {
-      float* o = out->row(r).data();
-      if (mean_) std::fill(counts_.begin(), counts_.end(), 0u);
-      // Start every feature's (random, likely uncached) row load at once. Big
-      // rows (deep field-aware models, Adam): the weight lines only, into L2.
-      const size_t row_bytes = t_->row_stride() * sizeof(float);
-      const size_t slot_bytes = t_->slot_stride() * sizeof(float), weight_bytes = k * sizeof(float);
-      for (const Feature& f : b.row(r))
+    // Each row is zeroed when its turn comes (in L1 then), not the whole
+    // batch up front: a B x F*k memset had evicted the first rows by the time
+    // they were pooled.
+    out->resize(b.rows, pooled_dim());
+    // Start every feature's (random, likely uncached) row load a row ahead:
+    // within the row itself the loads arrived late (a profile's top stall in
+    // NFM). Plain embeddings: the weight line(s) only (the optimizer state is
+    // read when the batch is applied). Big field-aware rows (deep models,
+    // Adam): the weight lines of each slot, into L2.
+    const size_t row_bytes = t_->row_stride() * sizeof(float);
+    const size_t slot_bytes = t_->slot_stride() * sizeof(float), weight_bytes = k * sizeof(float);
+    const auto prefetch_row = [&](std::span<const Feature> feats) {
+      for (const Feature& f : feats)
         if (f.index < t_->rows) {
           const char* p = reinterpret_cast<const char*>(t_->row(f.index));
-          if (row_bytes <= 2048) {
+          if (slots == 1) {
+            for (size_t off = 0; off < weight_bytes; off += 64) __builtin_prefetch(p + off);
+          } else if (row_bytes <= 2048) {
             for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off);
           } else {
             for (size_t slot = 0; slot < row_bytes; slot += slot_bytes)
               for (size_t off = 0; off < weight_bytes; off += 64) __builtin_prefetch(p + slot + off, 0, 1);
           }
         }
+    };
+    if (b.rows > 0) prefetch_row(b.row(0));
+    for (size_t r = 0; r < b.rows; ++r) {
+      float* o = out->row(r).data();
+      std::fill_n(o, out->cols(), 0.0f);
+      if (mean_) std::fill(counts_.begin(), counts_.end(), 0u);
+      if (r + 1 < b.rows) prefetch_row(b.row(r + 1));
       for (const Feature& f : b.row(r)) {
         RowRef rr = ResolveRow(*store_, *t_, f, ctx.training);
         if (!rr.p) continue;

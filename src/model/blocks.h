@@ -59,6 +59,14 @@ struct SparseGrad {
   void Prefetch(uint64_t row) const {
     if (row < direct_.size()) __builtin_prefetch(direct_.data() + row);
   }
+  // Then, that entry loaded, the gradient values it points at (a row seen
+  // earlier in the batch: a random place in `values`).
+  void PrefetchValues(uint64_t row) const {
+    if (row >= direct_.size() || direct_[row] == 0) return;
+    const float* v = values.data() + size_t(direct_[row] - 1) * width;
+    __builtin_prefetch(v, 1);
+    __builtin_prefetch(v + width - 1, 1);
+  }
   // The entry of `row` (zeros when new); callers add their gradient to it.
   float* Accumulate(uint64_t row) {
     if (coalesce) {

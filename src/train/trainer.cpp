@@ -257,6 +257,13 @@ Status Trainer::Setup(const std::string& pipeline_json) {
   return Status::Ok();
 }
 
+// Starts loading a row's features (a random place in a block).
+inline void PrefetchLines(std::span<const Feature> row) {
+  const uintptr_t end = reinterpret_cast<uintptr_t>(row.data() + row.size());
+  for (uintptr_t p = reinterpret_cast<uintptr_t>(row.data()) & ~uintptr_t(63); p < end; p += 64)
+    __builtin_prefetch(reinterpret_cast<const void*>(p));
+}
+
 void Trainer::TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t> order, uint64_t seed,
                         uint64_t step_base, std::atomic<size_t>* cursor) {
   const size_t bs = o_.batch_size;
@@ -278,17 +285,17 @@ void Trainer::TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t
       } else {
         w.batch.clear();
         for (size_t i = s; i < e; ++i) {
+          // Each row's features sit at a random place in the block: start the
+          // one kAhead rows on while this one is copied (the copy's loads
+          // were 9% of an NFM epoch).
+          constexpr size_t kAhead = 8;
+          if (i + kAhead < e) PrefetchLines(block.rows[order[i + kAhead]]);
           const uint32_t r = order[i];
           w.batch.add(block.labels[r], block.weights[r], block.rows[r]);
         }
         v = w.batch.view();
       }
-      if (in_place && s + 2 < c1) {  // the row after next: its features (a random place in the block)
-        const std::span<const Feature> ahead = block.rows[order[s + 2]];
-        const char* p = reinterpret_cast<const char*>(ahead.data());
-        const char* end = reinterpret_cast<const char*>(ahead.data() + ahead.size());
-        for (; p < end; p += 64) __builtin_prefetch(p);
-      }
+      if (in_place && s + 2 < c1) PrefetchLines(block.rows[order[s + 2]]);  // the row after next's features
       const RunContext ctx{true, Mix64(seed + s)};
       const std::span<const Feature> next = e < c1 ? block.rows[order[e]] : std::span<const Feature>();
       w.net->TrainStep(v, ctx, opt_, step_base + s / bs + 1, next);
