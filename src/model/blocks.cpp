@@ -228,38 +228,87 @@ class EmbeddingBlock : public Block {
 
 // ---- interactions ----------------------------------------------------------
 
-// 1 / Σ_i x_i² of row r (1 for an empty row): libffm's instance normalisation.
 // Σ_{f<g} x_{f,d} x_{g,d} in its O(F) form ½((Σ_f x_{f,d})² − Σ_f x_{f,d}²), for
-// x laid out [field][k], into out[d] for every d < k (scratch: 2k floats). Fields
-// outer, d inner: the compiler vectorises over d, and each d still adds its
-// fields in field order. One function for FmBlock and the one-row LinearFmStep,
-// which must round exactly alike.
-void FmPairSums(const float* x, uint32_t fields, uint32_t k, float* scratch, float* out) {
-  float* __restrict s = scratch;
-  float* __restrict sq = scratch + k;
-  for (uint32_t d = 0; d < k; ++d) s[d] = sq[d] = 0;
-  for (uint32_t f = 0; f < fields; ++f) {
-    const float* __restrict v = x + size_t(f) * k;
-    for (uint32_t d = 0; d < k; ++d) {
-      s[d] += v[d];
-      sq[d] += v[d] * v[d];
+// x laid out [field][k], into out[d] for every d < k (scratch: 2k floats; it is
+// left holding Σ_f x_{f,d} and Σ_f x_{f,d}²). Fields outer, d inner: each d adds
+// its fields in field order whatever the vector width. One function for
+// FmBlock, NFM's fused input and the one-row LinearFmStep, which must round
+// exactly alike. K > 0: k known at compile time, the sums held in registers
+// (with k a runtime value GCC left the k = 8 sums scalar).
+template <int K>
+[[gnu::always_inline]] inline void FmPairSumsK(const float* __restrict x, uint32_t fields, uint32_t k_rt,
+                                               float* __restrict scratch, float* __restrict out) {
+  if constexpr (K > 0) {
+    float s[K] = {}, sq[K] = {};
+    for (uint32_t f = 0; f < fields; ++f) {
+      const float* v = x + size_t(f) * K;
+      for (int d = 0; d < K; ++d) {
+        s[d] += v[d];
+        sq[d] += v[d] * v[d];
+      }
     }
+    for (int d = 0; d < K; ++d) {
+      scratch[d] = s[d];
+      scratch[K + d] = sq[d];
+      out[d] = 0.5f * (s[d] * s[d] - sq[d]);
+    }
+  } else {
+    const uint32_t k = k_rt;
+    float* s = scratch;
+    float* sq = scratch + k;
+    for (uint32_t d = 0; d < k; ++d) s[d] = sq[d] = 0;
+    for (uint32_t f = 0; f < fields; ++f) {
+      const float* v = x + size_t(f) * k;
+      for (uint32_t d = 0; d < k; ++d) {
+        s[d] += v[d];
+        sq[d] += v[d] * v[d];
+      }
+    }
+    for (uint32_t d = 0; d < k; ++d) out[d] = 0.5f * (s[d] * s[d] - sq[d]);
   }
-  for (uint32_t d = 0; d < k; ++d) out[d] = 0.5f * (s[d] * s[d] - sq[d]);
+}
+
+void FmPairSums(const float* x, uint32_t fields, uint32_t k, float* scratch, float* out) {
+  switch (k) {
+    case 4: return FmPairSumsK<4>(x, fields, k, scratch, out);
+    case 8: return FmPairSumsK<8>(x, fields, k, scratch, out);
+    case 16: return FmPairSumsK<16>(x, fields, k, scratch, out);
+    default: return FmPairSumsK<0>(x, fields, k, scratch, out);
+  }
 }
 
 // dx[f,d] += go_d (Σ_g x_{g,d} − x_{f,d}): the gradient of FmPairSums, with
 // go_d = go[per_dim ? d : 0]. scratch: k floats.
-void FmPairSumsBackward(const float* x, uint32_t fields, uint32_t k, const float* go, bool per_dim, float* scratch,
-                        float* dx) {
-  float* __restrict s = scratch;
-  for (uint32_t d = 0; d < k; ++d) s[d] = 0;
+template <int K>
+[[gnu::always_inline]] inline void FmPairSumsBackwardK(const float* __restrict x, uint32_t fields, uint32_t k_rt,
+                                                       const float* __restrict go, bool per_dim,
+                                                       float* __restrict scratch, float* __restrict dx) {
+  const uint32_t k = K > 0 ? K : k_rt;
+  float fixed[K > 0 ? K : 1] = {};
+  float* s = K > 0 ? fixed : scratch;
+  if constexpr (K == 0)
+    for (uint32_t d = 0; d < k; ++d) s[d] = 0;
   for (uint32_t f = 0; f < fields; ++f)
     for (uint32_t d = 0; d < k; ++d) s[d] += x[size_t(f) * k + d];
   for (uint32_t f = 0; f < fields; ++f) {
-    const float* __restrict v = x + size_t(f) * k;
-    float* __restrict g = dx + size_t(f) * k;
-    for (uint32_t d = 0; d < k; ++d) g[d] += go[per_dim ? d : 0] * (s[d] - v[d]);
+    const float* v = x + size_t(f) * k;
+    float* g = dx + size_t(f) * k;
+    if (per_dim) {
+      for (uint32_t d = 0; d < k; ++d) g[d] += go[d] * (s[d] - v[d]);
+    } else {
+      const float go0 = go[0];
+      for (uint32_t d = 0; d < k; ++d) g[d] += go0 * (s[d] - v[d]);
+    }
+  }
+}
+
+void FmPairSumsBackward(const float* x, uint32_t fields, uint32_t k, const float* go, bool per_dim, float* scratch,
+                        float* dx) {
+  switch (k) {
+    case 4: return FmPairSumsBackwardK<4>(x, fields, k, go, per_dim, scratch, dx);
+    case 8: return FmPairSumsBackwardK<8>(x, fields, k, go, per_dim, scratch, dx);
+    case 16: return FmPairSumsBackwardK<16>(x, fields, k, go, per_dim, scratch, dx);
+    default: return FmPairSumsBackwardK<0>(x, fields, k, go, per_dim, scratch, dx);
   }
 }
 
@@ -1035,7 +1084,7 @@ template <int K, class Resolve>
       }
     }
     float* sums = scratch_.data() + 2 * size_t(k);
-    FmPairSums(e_.data(), F, k, scratch_.data(), sums);
+    FmPairSumsK<K>(e_.data(), F, k, scratch_.data(), sums);
     float t = 0;
     for (uint32_t d = 0; d < k; ++d) t += sums[d];
     phi += normalize_ ? t * inst : t;
@@ -1115,7 +1164,7 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
   if (!emb_) return true;
   const float go = (normalize_ ? inst : 1.0f) * g;
   std::fill(de_.begin(), de_.end(), 0.0f);
-  FmPairSumsBackward(e_.data(), F, k, &go, false, scratch_.data(), de_.data());
+  FmPairSumsBackwardK<K>(e_.data(), F, k, &go, false, scratch_.data(), de_.data());
   float grad[K > 0 ? K : 1];
   std::vector<float>& dyn = grad_scratch_;
   float* gk = K > 0 ? grad : (dyn.resize(k), dyn.data());
