@@ -16,6 +16,7 @@
 #include "data/cache_format.h"
 #include "data/shuffle.h"
 #include "util/atomic_file.h"
+#include "util/parallel.h"
 
 namespace fieldfm {
 
@@ -452,9 +453,25 @@ Result<size_t> CacheSource::Next(ExampleBlock* out, size_t max_rows) {
   return out->rows();
 }
 
+void CacheSource::VerifyAhead(size_t max_rows) const {
+  std::vector<size_t> todo;
+  size_t rows = 0;
+  for (size_t pos = cursor_block_; pos < block_order_.size(); ++pos) {
+    if (rows >= max_rows && todo.size() >= size_t(verify_threads_)) break;
+    const size_t b = block_order_[pos];
+    rows += map_->entry(b).rows - (pos == cursor_block_ ? cursor_row_ : 0);
+    if (map_->verified[b].load(std::memory_order_acquire) == 0) todo.push_back(b);
+  }
+  if (todo.size() < 2) return;
+  ParallelParts(todo.size(), verify_threads_, [&](int, size_t begin, size_t end) {
+    for (size_t j = begin; j < end; ++j) (void)block(todo[j]);  // records the verdict; the view reports it
+  });
+}
+
 Result<size_t> CacheSource::NextViews(std::vector<BatchView>* segments, size_t max_rows) {
   if (shuffled_) return Status::InvalidArgument("cache views are in storage order; shuffle rows in the trainer");
   ReleaseFinishedViews();
+  if (verify_threads_ > 1) VerifyAhead(max_rows);
   segments->clear();
   size_t rows = 0;
   while (rows < max_rows && cursor_block_ < block_order_.size()) {

@@ -51,7 +51,7 @@ struct AlignedAllocator {
     if (!p) throw std::bad_alloc();
     return static_cast<T*>(p);
   }
-  static constexpr size_t kHuge = size_t(2) << 20, kHugeMin = size_t(32) << 20;
+  static constexpr size_t kHuge = size_t(2) << 20, kHugeMin = size_t(4) << 20;
   void deallocate(T* p, size_t) { std::free(p); }
   template <typename U>
   bool operator==(const AlignedAllocator<U>&) const { return true; }

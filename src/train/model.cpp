@@ -128,6 +128,7 @@ Status PredictSource(const Model& model, ExampleSource& source, int threads, con
     // A binary cache is read in place (views of its mapped blocks): copying
     // rows out was a tenth of an lr predict.
     std::vector<BatchView> segments;
+    cache->set_verify_threads(threads);
     while (true) {
       FIELDFM_ASSIGN_OR_RETURN(size_t n, cache->NextViews(&segments, kBlockRows));
       if (n == 0) break;

@@ -172,6 +172,8 @@ class Trainer {
 
 Status Trainer::CountValues() {
   FIELDFM_RETURN_IF_ERROR(train_.Rewind());
+  // The first pass over a cache verifies its blocks: on all the threads.
+  if (auto* cache = dynamic_cast<CacheSource*>(&train_)) cache->set_verify_threads(o_.threads);
   ExampleBlock b;
   std::vector<BatchView> segments;
   RowSet set;
