@@ -12,6 +12,7 @@ Peers run in the same invocation when found (never built here):
 Usage: bench/speed.py --fieldfm build/release/fieldfm --work /tmp/fieldfm-bench
 """
 import argparse
+import math
 import json
 import os
 import re
@@ -174,12 +175,16 @@ def main():
           "best test logloss | AUC | epochs |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     ours = {(m, t): r for tool, m, t, r in results if tool == "fieldfm"}
+
+    def cell(x, spec, suffix=""):  # a figure a tool does not report (nan) prints as a dash
+        return "—" if math.isnan(x) else f"{x:{spec}}{suffix}"
+
     for tool, m, t, r in results:
         ref = ours.get((m, t))
-        ratio = f"{ref['rows_s'] / r['rows_s']:.1f}x slower" if tool != "fieldfm" and ref else ""
-        print(f"| {tool} | {m} | {t} | {r['rows_s']:,.0f} | {ratio} | {r['predict_rows_s']:,.0f} | "
-              f"{r['predict_rows_s'] / r['rows_s']:.1f}x | {r['rss']:,.0f} | {r['logloss']:.4f} | {r['auc']:.4f} | "
-              f"{r['epochs']} |")
+        ratio = cell(ref["rows_s"] / r["rows_s"], ".1f", "x slower") if tool != "fieldfm" and ref else ""
+        print(f"| {tool} | {m} | {t} | {cell(r['rows_s'], ',.0f')} | {ratio} | {cell(r['predict_rows_s'], ',.0f')} | "
+              f"{cell(r['predict_rows_s'] / r['rows_s'], '.1f', 'x')} | {cell(r['rss'], ',.0f')} | "
+              f"{cell(r['logloss'], '.4f')} | {cell(r['auc'], '.4f')} | {r['epochs']} |")
 
 
 if __name__ == "__main__":
