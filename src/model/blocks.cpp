@@ -238,34 +238,20 @@ class EmbeddingBlock : public Block {
 template <int K>
 [[gnu::always_inline]] inline void FmPairSumsK(const float* __restrict x, uint32_t fields, uint32_t k_rt,
                                                float* __restrict scratch, float* __restrict out) {
-  if constexpr (K > 0) {
-    float s[K] = {}, sq[K] = {};
-    for (uint32_t f = 0; f < fields; ++f) {
-      const float* v = x + size_t(f) * K;
-      for (int d = 0; d < K; ++d) {
-        s[d] += v[d];
-        sq[d] += v[d] * v[d];
-      }
+  const uint32_t k = K > 0 ? K : k_rt;
+  float local[K > 0 ? 2 * K : 1];
+  float* s = K > 0 ? local : scratch;  // K > 0: in registers, copied out at the end
+  float* sq = s + k;
+  for (uint32_t d = 0; d < k; ++d) s[d] = sq[d] = 0;
+  for (uint32_t f = 0; f < fields; ++f) {
+    const float* v = x + size_t(f) * k;
+    for (uint32_t d = 0; d < k; ++d) {
+      s[d] += v[d];
+      sq[d] += v[d] * v[d];
     }
-    for (int d = 0; d < K; ++d) {
-      scratch[d] = s[d];
-      scratch[K + d] = sq[d];
-      out[d] = 0.5f * (s[d] * s[d] - sq[d]);
-    }
-  } else {
-    const uint32_t k = k_rt;
-    float* s = scratch;
-    float* sq = scratch + k;
-    for (uint32_t d = 0; d < k; ++d) s[d] = sq[d] = 0;
-    for (uint32_t f = 0; f < fields; ++f) {
-      const float* v = x + size_t(f) * k;
-      for (uint32_t d = 0; d < k; ++d) {
-        s[d] += v[d];
-        sq[d] += v[d] * v[d];
-      }
-    }
-    for (uint32_t d = 0; d < k; ++d) out[d] = 0.5f * (s[d] * s[d] - sq[d]);
   }
+  for (uint32_t d = 0; d < k; ++d) out[d] = 0.5f * (s[d] * s[d] - sq[d]);
+  if constexpr (K > 0) std::copy_n(local, 2 * K, scratch);
 }
 
 void FmPairSums(const float* x, uint32_t fields, uint32_t k, float* scratch, float* out) {
