@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "model/blocks.h"
+#include "util/prefetch.h"
 
 namespace fieldfm {
 
@@ -69,8 +70,8 @@ inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, c
   if (f.index >= emb.rows || f.index >= linear.rows) return;
   const size_t row_bytes = emb.row_stride() * sizeof(float);
   const char* p = reinterpret_cast<const char*>(emb.row(f.index));
-  for (size_t off = 0; off < row_bytes; off += 64) __builtin_prefetch(p + off, 0, 2);
-  __builtin_prefetch(linear.row(f.index), 0, 2);
+  for (size_t off = 0; off < row_bytes; off += 64) PrefetchL2(p + off);
+  PrefetchL2(linear.row(f.index));
 }
 
 #ifdef __SSE__

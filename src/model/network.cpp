@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "util/mix.h"
+#include "util/prefetch.h"
 
 namespace fieldfm {
 
@@ -307,7 +308,7 @@ void Network::ApplySparse(const OptimizerConfig& c, uint64_t step) {
     for (size_t e = 0; e < n; ++e) {
       if (e + 1 < n) {  // the row after next is random: start its first lines
         const char* next = reinterpret_cast<const char*>(t.row(s.grad->rows[e + 1]));
-        for (int line = 0; line < 8; ++line) __builtin_prefetch(next + 64 * line, 1);
+        for (int line = 0; line < 8; ++line) PrefetchWrite(next + 64 * line);
       }
       float* row = t.row(s.grad->rows[e]);
       const float* g = s.grad->values.data() + e * width;

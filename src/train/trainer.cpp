@@ -29,6 +29,7 @@
 #include "train/model_data.h"
 
 #include "util/mix.h"
+#include "util/prefetch.h"
 
 namespace fieldfm {
 
@@ -263,7 +264,7 @@ Status Trainer::Setup(const std::string& pipeline_json) {
 inline void PrefetchLines(std::span<const Feature> row) {
   const uintptr_t end = reinterpret_cast<uintptr_t>(row.data() + row.size());
   for (uintptr_t p = reinterpret_cast<uintptr_t>(row.data()) & ~uintptr_t(63); p < end; p += 64)
-    __builtin_prefetch(reinterpret_cast<const void*>(p));
+    PrefetchL1(reinterpret_cast<const void*>(p));
 }
 
 void Trainer::TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t> order, uint64_t seed,
