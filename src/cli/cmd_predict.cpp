@@ -1,19 +1,21 @@
 // `fieldfm predict MODEL INPUT -o OUT`: one prediction per line, input order.
 #include <algorithm>
-#include <charconv>
 #include <string>
 #include <vector>
 
 #include "cli/command.h"
 #include "train/predict_file.h"
 #include "util/atomic_file.h"
+#include "util/float_text.h"
 #include "util/parallel.h"
 
 namespace fieldfm::cli {
 namespace {
 
-// "%.7g" of a float: sign, 7 digits, point, "e-45".
-constexpr size_t kMaxPredictionChars = 16;
+// One value as "%.7g\n" (the same text as fmt's "{:.7g}"). FormatG7 is an
+// exact integer path for the usual range: see bench/RESULTS.md, session 10,
+// for its time against std::to_chars (52 ns a value) and fmt (93 ns).
+constexpr size_t kMaxPredictionChars = kMaxG7Chars;
 
 struct PredictFlags {
   std::string model, input, output;
@@ -21,11 +23,8 @@ struct PredictFlags {
   bool skip_bad_lines = false;
 };
 
-// One value as "%.7g\n" (the same text as fmt's "{:.7g}"): std::to_chars
-// took 52 ns a value to fmt's 93 (2M values, this machine); fmt's formatting
-// was 17% of an lr predict's profile.
 char* FormatPrediction(float v, char* p) {
-  p = std::to_chars(p, p + kMaxPredictionChars, v, std::chars_format::general, 7).ptr;
+  p = FormatG7(v, p);
   *p++ = '\n';
   return p;
 }
