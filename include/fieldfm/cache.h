@@ -70,11 +70,13 @@ class CacheSource : public ExampleSource {
 
   // ExampleSource: copies rows (in epoch order) into *out.
   Result<size_t> Next(ExampleBlock* out, size_t max_rows) override;
-  // The rows Next would copy, as views of the mapped blocks (unshuffled
-  // order only; InvalidArgument after SetShuffle): *segments gets one view per
-  // stored block touched. Views stay valid until the next call, which drops
-  // the pages of blocks it has finished (so training on views keeps resident
-  // memory flat too). Returns the number of rows, 0 at the end.
+  // The rows Next would copy, as views of the blocks (unshuffled order only;
+  // InvalidArgument after SetShuffle): *segments gets one view per stored
+  // block touched. Next and NextViews read each block into a buffer (pread,
+  // not the mapping: see Mapping in cache.cpp). Views stay valid until the
+  // next call, which frees the buffers of blocks it has finished (so training
+  // on views keeps resident memory flat too). Returns the number of rows, 0
+  // at the end.
   Result<size_t> NextViews(std::vector<BatchView>* segments, size_t max_rows);
   // With threads > 1, NextViews first verifies the blocks it is about to
   // view (at least `threads` of them) on that many threads: the checksum and
@@ -104,6 +106,11 @@ class CacheSource : public ExampleSource {
   // a pass over the cache does not grow resident memory with the rows read.
   void ReleaseBlockPages(size_t i) const;
   void ReleaseFinishedViews();  // the pages of views_done_'s blocks
+  // Block i read into a buffer (kept until ReleaseBlockPages(i)), verified
+  // the first time the block is seen. Thread-safe.
+  Result<BatchView> LoadedBlock(size_t i) const;
+  // Verifies block i at `base` the first time; its verdict after.
+  Status CheckedState(size_t i, const uint8_t* base) const;
   void VerifyAhead(size_t max_rows) const;  // see set_verify_threads
 
   std::unique_ptr<Mapping> map_;

@@ -224,12 +224,16 @@ TEST(Cache, NextViewsGiveNextsRowsInPlace) {
     for (size_t i = 0; i + 1 < sizes.size(); ++i) EXPECT_EQ(sizes[i], batch);
   }
   (*src)->set_verify_threads(1);
-  // The views point into the mapping: the same features as block()'s.
+  // The views are of the block read into a buffer (not the mapping, see
+  // cache.cpp): the same features as block()'s, at another address.
   ASSERT_TRUE((*src)->Rewind().ok());
   std::vector<BatchView> segments;
   ASSERT_TRUE((*src)->NextViews(&segments, 10).ok());
   ASSERT_EQ(segments.size(), 1u);
-  EXPECT_EQ(segments[0].features, (*src)->block(0)->features);
+  const BatchView mapped = *(*src)->block(0);
+  EXPECT_NE(segments[0].features, mapped.features);
+  ASSERT_EQ(segments[0].offsets[10], mapped.offsets[10]);
+  EXPECT_EQ(std::memcmp(segments[0].features, mapped.features, mapped.offsets[10] * sizeof(Feature)), 0);
   // Shuffled order is the trainer's job: refused, not silently unshuffled.
   (*src)->SetShuffle(1, 0);
   EXPECT_EQ((*src)->NextViews(&segments, 10).status().code(), StatusCode::kInvalidArgument);
@@ -507,6 +511,29 @@ TEST_F(CacheDamage, BlockPayloadBitFlipIsCaughtOnRead) {
   Status st = OpenAndReadAll(path_);
   EXPECT_EQ(st.code(), StatusCode::kCorruption);
   EXPECT_NE(st.message().find("block 0"), std::string::npos) << st.message();
+}
+
+// Blocks are read with pread: a cache cut short after it was opened is an
+// I/O error naming the file and the block (a mapping would have died of
+// SIGBUS on the missing pages).
+TEST_F(CacheDamage, FileTruncatedAfterOpenIsAnErrorNotACrash) {
+  WriteBytes(path_, good_);
+  auto src = OpenCache(path_);
+  ASSERT_TRUE(src.ok());
+  std::filesystem::resize_file(path_, sizeof(cache_format::CacheHeader) + 64);
+  std::vector<BatchView> segments;
+  Status st = Status::Ok();
+  for (;;) {
+    auto n = (*src)->NextViews(&segments, 1000);
+    if (!n.ok()) {
+      st = n.status();
+      break;
+    }
+    if (*n == 0) break;
+  }
+  EXPECT_EQ(st.code(), StatusCode::kIOError) << st.message();
+  EXPECT_NE(st.message().find(path_), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("cannot read block 0"), std::string::npos) << st.message();
 }
 
 // Verifying ahead on several threads finds a damaged block before the views
