@@ -1,5 +1,6 @@
-// Binary example cache: text is parsed once, then every epoch reads an
-// mmap-ed file of raw ExampleBlocks (no parsing, no copy with block()).
+// Binary example cache: text is parsed once, then every epoch reads a
+// file of raw ExampleBlocks (no parsing; block() maps them, Next and NextViews
+// read them into reused buffers).
 // The header records what the cache was built from (source size, mtime and
 // the pipeline fingerprint) so a stale cache is rebuilt, never silently used.
 #pragma once
@@ -78,10 +79,11 @@ class CacheSource : public ExampleSource {
   // on views keeps resident memory flat too). Returns the number of rows, 0
   // at the end.
   Result<size_t> NextViews(std::vector<BatchView>* segments, size_t max_rows);
-  // With threads > 1, NextViews first verifies the blocks it is about to
-  // view (at least `threads` of them) on that many threads: the checksum and
-  // the first touch of a block's pages were a serial sixth of a 2-thread lr
-  // predict. Errors are still reported by the view that reaches the block.
+  // With threads > 1, NextViews first reads (and, the first time, verifies)
+  // the blocks it is about to view (at least `threads` of them) on that many
+  // threads: the checksum and the first touch of a block's pages were a
+  // serial sixth of a 2-thread lr predict. Errors are still reported by the
+  // view that reaches the block.
   void set_verify_threads(int threads) { verify_threads_ = threads; }
   Status Rewind() override;  // same order again; call SetShuffle for a new epoch
   const ReadStats& stats() const override { return stats_; }
