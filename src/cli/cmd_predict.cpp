@@ -13,8 +13,8 @@ namespace fieldfm::cli {
 namespace {
 
 // One value as "%.7g\n" (the same text as fmt's "{:.7g}"). FormatG7 is an
-// exact integer path for the usual range: see bench/RESULTS.md, session 10,
-// for its time against std::to_chars (52 ns a value) and fmt (93 ns).
+// exact integer path for the usual range, about half std::to_chars' time
+// (bench/format_bench.cpp; figures in bench/RESULTS.md, session 10).
 constexpr size_t kMaxPredictionChars = kMaxG7Chars;
 
 struct PredictFlags {

@@ -204,7 +204,9 @@ struct BlockBuffer {
 // misses of a TLB holding 4 KiB pages.
 struct CacheSource::Mapping {
   std::unique_ptr<MappedFile> file;
-  const uint8_t* index = nullptr;
+  // A copy of the block index, so the read path never touches the mapping
+  // (a file cut short while open is then an I/O error, not SIGBUS).
+  std::vector<BlockIndexEntry> entries;
   std::unique_ptr<std::atomic<uint8_t>[]> verified;  // 0 unknown, 1 good, 2 bad
   std::mutex mu;  // guards loaded and free_buffers
   std::unordered_map<size_t, BlockBuffer> loaded;
@@ -243,10 +245,6 @@ struct CacheSource::Mapping {
     std::lock_guard<std::mutex> lock(mu);
     free_buffers.push_back(b);
   }
-
-  // A copy of the block index, so the read path never touches the mapping
-  // (a file cut short while open is then an I/O error, not SIGBUS).
-  std::vector<BlockIndexEntry> entries;
 
   BlockIndexEntry entry(size_t i) const { return entries[i]; }
 };
@@ -391,9 +389,9 @@ Result<std::unique_ptr<CacheSource>> CacheSource::Open(const std::string& path) 
   CacheHeader h;
   std::memcpy(&h, file->data, sizeof(h));
   auto map = std::make_unique<Mapping>();
-  map->index = file->data + h.index_offset;
   map->entries.resize(info.num_blocks);
-  if (info.num_blocks) std::memcpy(map->entries.data(), map->index, info.num_blocks * sizeof(BlockIndexEntry));
+  if (info.num_blocks)
+    std::memcpy(map->entries.data(), file->data + h.index_offset, info.num_blocks * sizeof(BlockIndexEntry));
   map->file = std::move(file);
   map->verified = std::make_unique<std::atomic<uint8_t>[]>(info.num_blocks);
   for (size_t i = 0; i < info.num_blocks; ++i) map->verified[i].store(0, std::memory_order_relaxed);
