@@ -77,6 +77,9 @@ struct RandomRows {
 // features of the 39-field benchmark data), the next example's rows
 // prefetched as the FFM kernel does. A 1 GiB table on 2 MiB pages, like the
 // trainer's. Examples/s here bounds an FFM epoch that did no arithmetic.
+// 780 B is the row FFM k = 4 would have with one AdaGrad accumulator per slot
+// (39 slots x (16 B weights + 4 B)) instead of one per weight: the floor of
+// that layout, for comparison (bench/RESULTS.md, session 12).
 void BM_RandomRowUpdate(benchmark::State& state) {
   RandomRows t(state);
   const size_t row_floats = t.row_floats, kPerExample = RandomRows::kPerExample;
@@ -94,7 +97,7 @@ void BM_RandomRowUpdate(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * 2 * kPerExample * row_floats * sizeof(float));
 }
-BENCHMARK(BM_RandomRowUpdate)->Arg(1216)->Arg(608)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RandomRowUpdate)->Arg(1216)->Arg(780)->Arg(608)->Unit(benchmark::kMicrosecond);
 
 // The predict side of the same pattern: 26 random rows of range(0) bytes
 // read (summed), not written; 608 B is FFM k = 4's weights-only row as a
