@@ -419,14 +419,16 @@ class FfmBlock : public Block {
   float RowScore(const float* x) const {
 #ifdef __SSE__
     if constexpr (K == 4) {  // one 4-float vector per pair, one horizontal sum per row
+      // Pair (f, g) adds into accumulator g mod 4: four add chains, not one
+      // (FusedFfm's forward sums in this order, bytes the same).
       const size_t fk = size_t(F_) * 4;
-      __m128 acc = _mm_setzero_ps();
+      __m128 acc[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
       for (uint32_t f = 0; f < F_; ++f)
-        for (uint32_t g = f + 1; g < F_; ++g)
-          acc = _mm_add_ps(acc, _mm_mul_ps(_mm_loadu_ps(x + f * fk + g * 4), _mm_loadu_ps(x + g * fk + f * 4)));
-      alignas(16) float lanes[4];
-      _mm_store_ps(lanes, acc);
-      return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+        for (uint32_t g = f + 1; g < F_; ++g) {
+          const __m128 pair = _mm_mul_ps(_mm_loadu_ps(x + f * fk + g * 4), _mm_loadu_ps(x + g * fk + f * 4));
+          acc[g & 3] = _mm_add_ps(acc[g & 3], pair);
+        }
+      return HorizontalSum4(_mm_add_ps(_mm_add_ps(acc[0], acc[1]), _mm_add_ps(acc[2], acc[3])));
     }
 #endif
     const uint32_t k = K > 0 ? K : k_;

@@ -25,10 +25,7 @@ inline void AdaGradSlots4x2(__m256 lr, __m256 lambda, float* w0, float* w1, __m2
   const __m256 g = _mm256_add_ps(grad, _mm256_mul_ps(lambda, wv));
   const __m256 acc = _mm256_add_ps(Load2(w0 + 4, w1 + 4), _mm256_mul_ps(g, g));
   Store2(w0 + 4, w1 + 4, acc);
-  __m256 r = Rsqrt8(acc);
-  r = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), r),
-                    _mm256_sub_ps(_mm256_set1_ps(3.0f), _mm256_mul_ps(acc, _mm256_mul_ps(r, r))));
-  Store2(w0, w1, _mm256_sub_ps(wv, _mm256_mul_ps(_mm256_mul_ps(lr, g), r)));
+  Store2(w0, w1, _mm256_sub_ps(wv, _mm256_mul_ps(_mm256_mul_ps(lr, g), Rsqrt8(acc))));
 }
 #endif
 
@@ -45,42 +42,102 @@ inline void LoadSlots4(float* const p[4], __m512* w, __m512* a) {
   *w = _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0));
   *a = _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1));
 }
-inline void StoreSlots4(float* const p[4], __m512 w, __m512 a) {
+// Four consecutive slots (128 contiguous bytes), as LoadSlots4.
+inline void LoadContiguousSlots4(const float* p, __m512* w, __m512* a) {
+  const __m512 s01 = _mm512_loadu_ps(p), s23 = _mm512_loadu_ps(p + 16);
+  *w = _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(2, 0, 2, 0));
+  *a = _mm512_shuffle_f32x4(s01, s23, _MM_SHUFFLE(3, 1, 3, 1));
+}
+// Weights and accumulators back into slot order: [w0 a0 w1 a1], [w2 a2 w3 a3].
+inline void Interleave4(__m512 w, __m512 a, __m512* s01, __m512* s23) {
   const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
-  const __m512 s01 = _mm512_permutex2var_ps(w, lo, a), s23 = _mm512_permutex2var_ps(w, hi, a);
+  *s01 = _mm512_permutex2var_ps(w, lo, a);
+  *s23 = _mm512_permutex2var_ps(w, hi, a);
+}
+inline void StoreSlots4(float* const p[4], __m512 w, __m512 a) {
+  __m512 s01, s23;
+  Interleave4(w, a, &s01, &s23);
   _mm256_storeu_ps(p[0], _mm512_castps512_ps256(s01));
   _mm256_storeu_ps(p[1], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s01), 1)));
   _mm256_storeu_ps(p[2], _mm512_castps512_ps256(s23));
   _mm256_storeu_ps(p[3], _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s23), 1)));
 }
-// AdaGradSlot4's operations on four slots (loaded as w, a).
-inline void AdaGradSlots4x4(__m512 lr, __m512 lambda, float* const p[4], __m512 wv, __m512 a, __m512 grad) {
+// AdaGradSlot4's operations on four slots (loaded as w, a): the new weights
+// and accumulators.
+inline void AdaGrad4x4(__m512 lr, __m512 lambda, __m512 wv, __m512 a, __m512 grad, __m512* w_new, __m512* a_new) {
   const __m512 g = _mm512_add_ps(grad, _mm512_mul_ps(lambda, wv));
-  const __m512 acc = _mm512_add_ps(a, _mm512_mul_ps(g, g));
-  __m512 r = _mm512_rsqrt14_ps(acc);
-  r = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), r),
-                    _mm512_sub_ps(_mm512_set1_ps(3.0f), _mm512_mul_ps(acc, _mm512_mul_ps(r, r))));
-  StoreSlots4(p, _mm512_sub_ps(wv, _mm512_mul_ps(_mm512_mul_ps(lr, g), r)), acc);
+  *a_new = _mm512_add_ps(a, _mm512_mul_ps(g, g));
+  *w_new = _mm512_sub_ps(wv, _mm512_mul_ps(_mm512_mul_ps(lr, g), _mm512_rsqrt14_ps(*a_new)));
+}
+inline void AdaGradSlots4x4(__m512 lr, __m512 lambda, float* const p[4], __m512 wv, __m512 a, __m512 grad) {
+  __m512 w_new, a_new;
+  AdaGrad4x4(lr, lambda, wv, a, grad, &w_new, &a_new);
+  StoreSlots4(p, w_new, a_new);
+}
+inline void AdaGradContiguousSlots4x4(__m512 lr, __m512 lambda, float* p, __m512 wv, __m512 a, __m512 grad) {
+  __m512 w_new, a_new, s01, s23;
+  AdaGrad4x4(lr, lambda, wv, a, grad, &w_new, &a_new);
+  Interleave4(w_new, a_new, &s01, &s23);
+  _mm512_storeu_ps(p, s01);
+  _mm512_storeu_ps(p + 16, s23);
 }
 #endif
 
 // Starts loading one feature's table rows into L2 (L1 holds the current row's).
 inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, const Feature& f) {
   if (f.index >= emb.rows || f.index >= linear.rows) return;
-  const size_t row_bytes = emb.row_stride() * sizeof(float);
-  const char* p = reinterpret_cast<const char*>(emb.row(f.index));
-  for (size_t off = 0; off < row_bytes; off += 64) PrefetchL2(p + off);
+  // From the line holding the row's first byte: a row whose length is not a
+  // multiple of 64 B (k = 4: 1248 B) may start inside a line.
+  const uintptr_t p = reinterpret_cast<uintptr_t>(emb.row(f.index));
+  const uintptr_t end = p + emb.row_stride() * sizeof(float);
+  for (uintptr_t q = p & ~uintptr_t(63); q < end; q += 64) PrefetchL2(reinterpret_cast<const char*>(q));
   PrefetchL2(linear.row(f.index));
 }
 
 #ifdef __SSE__
+// The forward pair sum of a row's m present features (fields[i] ascending):
+// product(i, j) is pair (i, j)'s 4 lanes, added into accumulator
+// fields[j] mod 4 as FfmBlock::RowScore does (its absent fields add exact
+// zeros), so the bytes match and four add chains run side by side.
+template <class Product>
+inline float PairSum(const uint32_t* fields, uint32_t m, uint32_t num_fields, Product product) {
+  __m128 a0 = _mm_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  const auto add = [](__m128& acc, __m128 v) { acc = _mm_add_ps(acc, v); };
+  if (m == num_fields) {  // every field present: position j is field j, groups known statically
+    for (uint32_t i = 0; i < m; ++i) {
+      uint32_t j = i + 1;
+      if ((j & 3) == 1 && j < m) add(a1, product(i, j++));
+      if ((j & 3) == 2 && j < m) add(a2, product(i, j++));
+      if ((j & 3) == 3 && j < m) add(a3, product(i, j++));
+      for (; j + 3 < m; j += 4) {
+        add(a0, product(i, j));
+        add(a1, product(i, j + 1));
+        add(a2, product(i, j + 2));
+        add(a3, product(i, j + 3));
+      }
+      if (j < m) add(a0, product(i, j++));
+      if (j < m) add(a1, product(i, j++));
+      if (j < m) add(a2, product(i, j++));
+    }
+  } else {
+    __m128 acc[4] = {a0, a0, a0, a0};
+    for (uint32_t i = 0; i < m; ++i)
+      for (uint32_t j = i + 1; j < m; ++j) add(acc[fields[j] & 3], product(i, j));
+    a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+  }
+  return HorizontalSum4(_mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3)));
+}
+
 // The pair loop of one training row. Position i of the row (in field order)
 // has table row rows[i], field fields[i] and value xs[i]; `absent` lists the
-// fields with no feature in the row.
+// fields with no feature in the row (none: position j is field j, and a
+// row's slots for fields j..j+3 are 128 contiguous bytes).
 void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, uint32_t m,
-                 std::span<const uint32_t> absent, uint32_t ss, float go, float lr, float lambda,
-                 const SparseTable& emb, const SparseTable& linear, std::span<const Feature> next) {
+                 std::span<const uint32_t> absent, float go, float lr, float lambda, const SparseTable& emb,
+                 const SparseTable& linear, std::span<const Feature> next) {
+  constexpr uint32_t ss = 8;  // k = 4 weights + 4 accumulators: shifts, not multiplies, in the addressing
+  const bool contiguous = absent.empty();
   const __m128 vgo = _mm_set1_ps(go), vlr = _mm_set1_ps(lr), vlambda = _mm_set1_ps(lambda), zero = _mm_setzero_ps();
   auto slot4 = [&](float* w, __m128 grad) { AdaGradSlot4(vlr, vlambda, w, grad); };
 #ifdef __AVX2__
@@ -109,10 +166,21 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
                             ra + fields[j + 3] * ss};
       float* const pb[4] = {rows[j] + fa * ss, rows[j + 1] + fa * ss, rows[j + 2] + fa * ss, rows[j + 3] + fa * ss};
       __m512 wa, aa, wb, ab;
-      LoadSlots4(pa, &wa, &aa);
+      // Contiguous: row i's four slots in two loads and two stores, not four
+      // of each and their shuffles (the branch is the same for a whole row).
+      if (contiguous) {
+        LoadContiguousSlots4(pa[0], &wa, &aa);
+      } else {
+        LoadSlots4(pa, &wa, &aa);
+      }
       LoadSlots4(pb, &wb, &ab);
       const __m512 ea = _mm512_mul_ps(xa16, wa), eb = _mm512_mul_ps(xb16, wb);
-      AdaGradSlots4x4(vlr16, vlambda16, pa, wa, aa, _mm512_mul_ps(xa16, _mm512_mul_ps(vgo16, eb)));
+      const __m512 grad_a = _mm512_mul_ps(xa16, _mm512_mul_ps(vgo16, eb));
+      if (contiguous) {
+        AdaGradContiguousSlots4x4(vlr16, vlambda16, pa[0], wa, aa, grad_a);
+      } else {
+        AdaGradSlots4x4(vlr16, vlambda16, pa, wa, aa, grad_a);
+      }
       AdaGradSlots4x4(vlr16, vlambda16, pb, wb, ab, _mm512_mul_ps(xb16, _mm512_mul_ps(vgo16, ea)));
     }
 #endif
@@ -199,22 +267,18 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
       for (uint32_t h = 0; h < F_; ++h) std::copy_n(r.p + size_t(h) * r.slot_stride, 4, dst + h * 4);
     }
   }
-  __m128 acc = _mm_setzero_ps();
   for (uint32_t i = 0; i < m; ++i) {
-    const Feature& fa = *by_field_[i];
-    const float* ra = local_.data() + i * F4;
-    const __m128 xa = _mm_set1_ps(fa.value);
-    for (uint32_t j = i + 1; j < m; ++j) {
-      const Feature& fb = *by_field_[j];
-      const float* rb = local_.data() + j * F4;
-      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(ra + fb.field * 4));
-      const __m128 eb = _mm_mul_ps(_mm_set1_ps(fb.value), _mm_loadu_ps(rb + fa.field * 4));
-      acc = _mm_add_ps(acc, _mm_mul_ps(ea, eb));
-    }
+    fields_[i] = by_field_[i]->field;
+    xs_[i] = by_field_[i]->value;
   }
-  alignas(16) float lanes[4];
-  _mm_store_ps(lanes, acc);
-  float ffm = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  const float* local = local_.data();
+  const uint32_t* fields = fields_.data();
+  const float* xs = xs_.data();
+  float ffm = PairSum(fields, m, F_, [&](uint32_t i, uint32_t j) {
+    const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), _mm_loadu_ps(local + i * F4 + fields[j] * 4));
+    const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), _mm_loadu_ps(local + j * F4 + fields[i] * 4));
+    return _mm_mul_ps(ea, eb);
+  });
   if (normalize_) ffm *= scale;
   float phi = bias_->w[0];
   phi += linear;
@@ -279,20 +343,14 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   const float linear_scale = normalize_ ? std::sqrt(scale) : 1.0f;
   linear *= linear_scale;
   const uint32_t ss = emb_->slot_stride();
-  __m128 acc = _mm_setzero_ps();
-  for (uint32_t i = 0; i < m; ++i) {
-    const float* ra = rows_[i];
-    const uint32_t fa = fields_[i];
-    const __m128 xa = _mm_set1_ps(xs_[i]);
-    for (uint32_t j = i + 1; j < m; ++j) {
-      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(ra + fields_[j] * ss));
-      const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs_[j]), _mm_loadu_ps(rows_[j] + fa * ss));
-      acc = _mm_add_ps(acc, _mm_mul_ps(ea, eb));
-    }
-  }
-  alignas(16) float lanes[4];
-  _mm_store_ps(lanes, acc);
-  float ffm = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  float* const* rows = rows_.data();
+  const uint32_t* fields = fields_.data();
+  const float* xs = xs_.data();
+  float ffm = PairSum(fields, m, F_, [&](uint32_t i, uint32_t j) {
+    const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), _mm_loadu_ps(rows[i] + fields[j] * ss));
+    const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), _mm_loadu_ps(rows[j] + fields[i] * ss));
+    return _mm_mul_ps(ea, eb);
+  });
   if (normalize_) ffm *= scale;
   float phi = bias_->w[0];
   phi += linear;
@@ -315,7 +373,7 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
     wl[0] -= c.lr * gl / std::sqrt(wl[1]);
   }
   const float go = normalize_ ? g * scale : g;
-  UpdatePairs(rows_.data(), fields_.data(), xs_.data(), m, absent_, ss, go, c.lr, c.lambda_embedding, *emb_, *linear_,
+  UpdatePairs(rows_.data(), fields_.data(), xs_.data(), m, absent_, go, c.lr, c.lambda_embedding, *emb_, *linear_,
               next);
   return true;
 #endif

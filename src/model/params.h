@@ -156,18 +156,24 @@ inline __m256 Rsqrt8(__m256 x) {
 #endif
 }
 #endif
+// (l0 + l1) + (l2 + l3): the FFM kernels' one horizontal sum per row.
+inline float HorizontalSum4(__m128 v) {
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, v);
+  return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
 // AdaGrad on one slot of 4 weights followed by its 4 accumulators (k = 4):
-// 1/sqrt is the hardware estimate refined by one Newton step (relative error
-// ~1e-7, no division). Shared by UpdateRow and the fused FFM kernel, so both
-// give the same bytes.
+// 1/sqrt is the hardware estimate alone, as libffm's step takes it (relative
+// error below 2^-14 with AVX-512, 1.5 * 2^-12 with SSE). A Newton step on it
+// cost 15% of an FFM epoch whose tables sit in cache (bench/RESULTS.md,
+// session 13) and moves no test logloss of ours past the 4th decimal. Shared
+// by UpdateRow and the fused FFM kernel, so both give the same bytes.
 inline void AdaGradSlot4(__m128 lr, __m128 lambda, float* w, __m128 grad) {
   const __m128 wv = _mm_loadu_ps(w);
   const __m128 g = _mm_add_ps(grad, _mm_mul_ps(lambda, wv));
   const __m128 acc = _mm_add_ps(_mm_loadu_ps(w + 4), _mm_mul_ps(g, g));
   _mm_storeu_ps(w + 4, acc);
-  __m128 r = Rsqrt4(acc);  // r' = r (3 - acc r²) / 2
-  r = _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(0.5f), r), _mm_sub_ps(_mm_set1_ps(3.0f), _mm_mul_ps(acc, _mm_mul_ps(r, r))));
-  _mm_storeu_ps(w, _mm_sub_ps(wv, _mm_mul_ps(_mm_mul_ps(lr, g), r)));
+  _mm_storeu_ps(w, _mm_sub_ps(wv, _mm_mul_ps(_mm_mul_ps(lr, g), Rsqrt4(acc))));
 }
 #endif
 
