@@ -137,7 +137,7 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
                  std::span<const uint32_t> absent, float go, float lr, float lambda, const SparseTable& emb,
                  const SparseTable& linear, std::span<const Feature> next) {
   constexpr uint32_t ss = 8;  // k = 4 weights + 4 accumulators: shifts, not multiplies, in the addressing
-  const bool contiguous = absent.empty();
+  [[maybe_unused]] const bool contiguous = absent.empty();  // read by the AVX-512 step
   const __m128 vgo = _mm_set1_ps(go), vlr = _mm_set1_ps(lr), vlambda = _mm_set1_ps(lambda), zero = _mm_setzero_ps();
   auto slot4 = [&](float* w, __m128 grad) { AdaGradSlot4(vlr, vlambda, w, grad); };
 #ifdef __AVX2__
