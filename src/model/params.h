@@ -165,9 +165,9 @@ inline float HorizontalSum4(__m128 v) {
 // AdaGrad on one slot of 4 weights followed by its 4 accumulators (k = 4):
 // 1/sqrt is the hardware estimate alone, as libffm's step takes it (relative
 // error below 2^-14 with AVX-512, 1.5 * 2^-12 with SSE). A Newton step on it
-// cost 15% of an FFM epoch whose tables sit in cache (bench/RESULTS.md,
-// session 13) and moves no test logloss of ours past the 4th decimal. Shared
-// by UpdateRow and the fused FFM kernel, so both give the same bytes.
+// cost 15% of an FFM epoch whose tables sit in cache and left the synthetic
+// benchmark's best FFM test logloss at 0.4802 (bench/RESULTS.md, session 13).
+// Shared by UpdateRow and the fused FFM kernel, so both give the same bytes.
 inline void AdaGradSlot4(__m128 lr, __m128 lambda, float* w, __m128 grad) {
   const __m128 wv = _mm_loadu_ps(w);
   const __m128 g = _mm_add_ps(grad, _mm_mul_ps(lambda, wv));
