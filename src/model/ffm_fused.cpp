@@ -219,7 +219,7 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
 FusedFfm::FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding, uint32_t fields, bool normalize,
                    LossType loss, bool use_weights)
     : bias_(bias), linear_(linear), emb_(embedding), F_(fields), normalize_(normalize), loss_(loss),
-      use_weights_(use_weights), by_field_(fields), pos_(fields, -1), vec_(fields), rows_(fields), fields_(fields),
+      use_weights_(use_weights), pos_(fields, -1), vec_(fields), rows_(fields), fields_(fields),
       xs_(fields), local_(size_t(fields) * fields * 4) {
   absent_.reserve(fields);
 }
@@ -244,11 +244,12 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
     pos_[f.field] = int32_t(i);
     vec_[f.field] = er;
   }
-  // Present fields in field order; vec_ compacted alongside.
+  // Present fields in field order: their fields, values and (vec_ compacted) rows.
   uint32_t m = 0;
   for (uint32_t f = 0; f < F_; ++f)
     if (pos_[f] >= 0) {
-      by_field_[m] = &row[pos_[f]];
+      fields_[m] = f;
+      xs_[m] = row[pos_[f]].value;
       vec_[m++] = vec_[f];
     }
   const float scale = norm > 0 ? 1.0f / norm : 1.0f;
@@ -266,10 +267,6 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
     } else {
       for (uint32_t h = 0; h < F_; ++h) std::copy_n(r.p + size_t(h) * r.slot_stride, 4, dst + h * 4);
     }
-  }
-  for (uint32_t i = 0; i < m; ++i) {
-    fields_[i] = by_field_[i]->field;
-    xs_[i] = by_field_[i]->value;
   }
   const float* local = local_.data();
   const uint32_t* fields = fields_.data();

@@ -47,16 +47,14 @@ class alignas(64) FusedFfm {
   bool normalize_;
   LossType loss_;
   bool use_weights_;
-  // Per-row scratch: the row's features ordered by field, and each field's
-  // position in that order (-1: absent).
+  // Per-row scratch: each field's position in the row (-1: absent).
   template <typename T>
   using Scratch = std::vector<T, AlignedAllocator<T>>;
-  Scratch<const Feature*> by_field_;
   Scratch<int32_t> pos_;
   Scratch<uint32_t> sorted_index_;
   Scratch<RowRef> vec_;  // inference: each present field's resolved row
-  // Training: each present position's table row, field and value, in field
-  // order, and the fields with no feature.
+  // Each present position's field and value, in field order; training also
+  // keeps its table row and the fields with no feature.
   Scratch<float*> rows_;
   Scratch<uint32_t> fields_;
   Scratch<float> xs_;
