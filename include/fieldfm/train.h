@@ -48,6 +48,10 @@ struct TrainOptions {
   UnseenMode unseen = UnseenMode::kMean;
   bool shuffle = true;     // shuffle rows within each block of block_rows, per epoch
   size_t block_rows = 1 << 16;
+  // Several threads, lr/fm/ffm with SGD or AdaGrad: indices in at least this
+  // share of the training rows are trained in per-thread copies, merged once
+  // per chunk of rows (src/model/hot_rows.h). 0: none, pure hogwild.
+  double hot_share = 1.0 / 128;
   std::string checkpoint_path;  // when set: written after every epoch
   std::string resume_path;      // when set: continue from this checkpoint
   // auto_stop: the file that holds the best epoch's sparse weights while

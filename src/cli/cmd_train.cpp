@@ -158,6 +158,11 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_option("--lambda-dense", o.lambda_dense, "L2 on dense layer weights")->capture_default_str();
                    app.add_option("-s,--train-threads", o.threads, "training threads (--threads: parser threads)")
                        ->capture_default_str();
+                   app.add_option("--hot-share", o.hot_share,
+                                  "with -s > 1: values in at least this share of rows train in per-thread copies "
+                                  "(0: none)")
+                       ->capture_default_str()
+                       ->check(CLI::Range(0.0, 1.0));
                    app.add_option("-p,--validation", f->validation_path, "validation file");
                    app.add_flag("--auto-stop", o.auto_stop, "stop when validation gets worse; keep the best epoch");
                    app.add_option("--patience", o.patience, "epochs without improvement before --auto-stop stops")

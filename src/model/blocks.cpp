@@ -1046,7 +1046,7 @@ bool LinearFmStep::Step(const BatchView& b, const OptimizerConfig& c, uint64_t s
 // 3.15M out of line (median of 9, 2M rows, 1 thread).
 template <int K, class Resolve>
 [[gnu::always_inline]] inline float LinearFmStep::ForwardK(std::span<const Feature> row, const Resolve& resolve,
-                                                          float* inst_out, float* lin_scale_out) {
+                                                          float bias, float* inst_out, float* lin_scale_out) {
   const uint32_t F = F_, k = K > 0 ? K : (emb_ ? emb_->k : 0);
   float lin = 0;
   for (const Feature& f : row) {
@@ -1056,7 +1056,7 @@ template <int K, class Resolve>
   const float inst = normalize_ ? InstanceScale(row) : 1.0f;
   const float lin_scale = normalize_ ? std::sqrt(inst) : 1.0f;
   const float lin_out = lin * lin_scale;
-  float phi = bias_->w[0];
+  float phi = bias;
   phi += lin_out;
   if (emb_) {
     std::fill(e_.begin(), e_.end(), 0.0f);
@@ -1103,11 +1103,11 @@ bool LinearFmStep::Predict(const ParamStore& store, std::span<const Feature> row
   const auto resolve = [&](const SparseTable& t, const Feature& f) { return ResolveRow(store, t, f, false); };
   float inst, lin_scale, phi;
   if (emb_ && emb_->k == 4) {
-    phi = ForwardK<4>(row, resolve, &inst, &lin_scale);
+    phi = ForwardK<4>(row, resolve, bias_->w[0], &inst, &lin_scale);
   } else if (emb_ && emb_->k == 8) {
-    phi = ForwardK<8>(row, resolve, &inst, &lin_scale);
+    phi = ForwardK<8>(row, resolve, bias_->w[0], &inst, &lin_scale);
   } else {
-    phi = ForwardK<0>(row, resolve, &inst, &lin_scale);
+    phi = ForwardK<0>(row, resolve, bias_->w[0], &inst, &lin_scale);
   }
   *pred = LossBlock::RowPredict(loss_, double(phi));
   return true;
@@ -1122,12 +1122,32 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
   const uint32_t F = F_, k = K > 0 ? K : (emb_ ? emb_->k : 0);
   PrefetchNext(next, nullptr);
   const auto trained = [&](const Feature& f) { return f.field < F && f.index < lin_->rows; };
+  // With HotRows (several threads) the bias and the hot rows are this
+  // thread's copies; each feature's rows are found once.
+  DenseParam* const bias = hot_ ? hot_->bias.local() : bias_;
+  if (hot_) {
+    hot_lin_.resize(row.size());
+    hot_emb_.resize(row.size());
+    for (size_t i = 0; i < row.size(); ++i) {
+      const Feature& f = row[i];
+      if (!trained(f)) continue;
+      const int32_t id = hot_->index().Find(f.index);
+      hot_lin_[i] = id < 0 ? lin_->row(f.index) : hot_->linear.local(id);
+      if (emb_ && f.index < emb_->rows) hot_emb_[i] = id < 0 ? emb_->row(f.index) : hot_->embedding->local(id);
+    }
+  }
+  // Only for a feature `trained` accepts (and, for the embedding, within it).
+  const auto row_of = [&](SparseTable& t, const Feature& f) -> float* {
+    if (!hot_) return t.row(f.index);
+    const size_t i = size_t(&f - row.data());
+    return &t == lin_ ? hot_lin_[i] : hot_emb_[i];
+  };
   const auto resolve = [&](const SparseTable& t, const Feature& f) -> RowRef {
     if (!trained(f) || f.index >= t.rows) return {};
-    return {t.row(f.index), t.slot_stride()};
+    return {row_of(const_cast<SparseTable&>(t), f), t.slot_stride()};
   };
   float inst, lin_scale;
-  const float phi = ForwardK<K>(row, resolve, &inst, &lin_scale);
+  const float phi = ForwardK<K>(row, resolve, bias->w[0], &inst, &lin_scale);
   const float y = b.labels ? b.labels[0] : 0.0f;
   double row_loss;
   const float pred = LossBlock::RowForward(loss_, double(phi), double(y), &row_loss);
@@ -1136,13 +1156,13 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
   *weight_sum = w;
   // Backward and the optimizer step (bias, then each table's rows in feature order).
   const float g = LossBlock::RowGrad(loss_, pred, y, use_weights_ ? WeightOf(b, 0) : 1.0f);
-  UpdateDense(c, bias_->l2 ? c.lambda_dense : 0.0f, step, bias_, &g);
+  UpdateDense(c, bias->l2 ? c.lambda_dense : 0.0f, step, bias, &g);
   const float go_lin = g * lin_scale;
   const bool adagrad = c.type == OptimizerType::kAdaGrad;
   const float lambda = c.lambda_embedding, lr = c.lr;
   for (const Feature& f : row) {
     if (!trained(f)) continue;
-    float* wl = lin_->row(f.index);
+    float* wl = row_of(*lin_, f);
     const float gl = f.value * go_lin;
     if (adagrad && lin_->state == 1) {  // UpdateRow's AdaGrad for k = 1, inlined
       const float gd = gl + lambda * wl[0];
@@ -1162,7 +1182,7 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
   for (const Feature& f : row) {
     if (!trained(f) || f.index >= emb_->rows) continue;
     const float* src = de_.data() + size_t(f.field) * k;
-    float* w = emb_->row(f.index);
+    float* w = row_of(*emb_, f);
 #ifdef __AVX__
     if constexpr (K == 8) {
       if (adagrad) {  // the loop below, 8 lanes at once: same IEEE ops, same bytes

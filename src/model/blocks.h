@@ -16,6 +16,7 @@
 
 #include "fieldfm/example.h"
 #include "fieldfm/model.h"
+#include "model/hot_rows.h"
 #include "model/params.h"
 #include "util/prefetch.h"
 
@@ -250,10 +251,13 @@ class LinearFmStep {
   // Inference on one row, the graph's prediction to the byte (unseen rule as in
   // ResolveRow). False, having done nothing, for mean pooling.
   bool Predict(const ParamStore& store, std::span<const Feature> row, float* pred, std::span<const Feature> next);
+  // Training with several threads: Step trains on these copies of the bias
+  // and the hot rows (model/hot_rows.h); null: the shared tables.
+  void set_hot_rows(HotRows* hot) { hot_ = hot; }
 
  private:
   template <int K, class Resolve>
-  float ForwardK(std::span<const Feature> row, const Resolve& resolve, float* inst, float* lin_scale);
+  float ForwardK(std::span<const Feature> row, const Resolve& resolve, float bias, float* inst, float* lin_scale);
   // Starts loading the next row's weights (and, given, its known flags).
   void PrefetchNext(std::span<const Feature> next, const std::vector<uint8_t>* known) const;
   template <int K>
@@ -266,6 +270,8 @@ class LinearFmStep {
   LossType loss_;
   bool use_weights_;
   std::vector<float> e_, de_, grad_scratch_, scratch_;  // pooled field vectors and their gradients, F x k
+  HotRows* hot_ = nullptr;
+  std::vector<float*> hot_lin_, hot_emb_;  // with hot_: each feature's rows, by position in the row
 };
 
 }  // namespace fieldfm

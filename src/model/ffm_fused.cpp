@@ -85,8 +85,11 @@ inline void AdaGradContiguousSlots4x4(__m512 lr, __m512 lambda, float* p, __m512
 #endif
 
 // Starts loading one feature's table rows into L2 (L1 holds the current row's).
-inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, const Feature& f) {
-  if (f.index >= emb.rows || f.index >= linear.rows) return;
+// A hot row (HotRows) is trained in the thread's own copy, which is in cache:
+// its shared row is not loaded.
+inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, const HotIndex* hot,
+                            const Feature& f) {
+  if (f.index >= emb.rows || f.index >= linear.rows || (hot && hot->Find(f.index) >= 0)) return;
   // From the line holding the row's first byte: a row whose length is not a
   // multiple of 64 B (k = 4: 1248 B) may start inside a line.
   const uintptr_t p = reinterpret_cast<uintptr_t>(emb.row(f.index));
@@ -135,7 +138,7 @@ inline float PairSum(const uint32_t* fields, uint32_t m, uint32_t num_fields, Pr
 // row's slots for fields j..j+3 are 128 contiguous bytes).
 void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, uint32_t m,
                  std::span<const uint32_t> absent, float go, float lr, float lambda, const SparseTable& emb,
-                 const SparseTable& linear, std::span<const Feature> next) {
+                 const SparseTable& linear, const HotIndex* hot, std::span<const Feature> next) {
   constexpr uint32_t ss = 8;  // k = 4 weights + 4 accumulators: shifts, not multiplies, in the addressing
   [[maybe_unused]] const bool contiguous = absent.empty();  // read by the AVX-512 step
   const __m128 vgo = _mm_set1_ps(go), vlr = _mm_set1_ps(lr), vlambda = _mm_set1_ps(lambda), zero = _mm_setzero_ps();
@@ -153,7 +156,7 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
     float* ra = rows[i];
     const uint32_t fa = fields[i];
     // The next row's tables load while this one updates, one feature per i.
-    if (i < next.size()) PrefetchFeature(emb, linear, next[i]);
+    if (i < next.size()) PrefetchFeature(emb, linear, hot, next[i]);
     const __m128 xa = _mm_set1_ps(xs[i]);
     uint32_t j = i + 1;
 #if defined(__AVX512F__) && defined(__AVX512VL__)
@@ -210,7 +213,7 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
     slot4(ra + fa * ss, zero);
     for (uint32_t h : absent) slot4(ra + h * ss, zero);
   }
-  for (size_t i = m; i < next.size(); ++i) PrefetchFeature(emb, linear, next[i]);
+  for (size_t i = m; i < next.size(); ++i) PrefetchFeature(emb, linear, hot, next[i]);
 }
 #endif
 
@@ -286,7 +289,7 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
 }
 
 void FusedFfm::Prefetch(std::span<const Feature> row) const {
-  for (const Feature& f : row) PrefetchFeature(*emb_, *linear_, f);
+  for (const Feature& f : row) PrefetchFeature(*emb_, *linear_, hot_ ? &hot_->index() : nullptr, f);
 }
 
 bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
@@ -326,14 +329,17 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
       continue;
     }
     const Feature& fe = row[pos_[f]];
-    rows_[m] = emb_->row(fe.index);
+    rows_[m] = hot_ ? hot_->embedding->Row(fe.index) : emb_->row(fe.index);
     fields_[m] = fe.field;
     xs_[m++] = fe.value;
   }
 
   // Forward, in the generic graph's order of operations.
+  // With HotRows the bias and the hot linear weights are this thread's copies.
+  DenseParam* const bias = hot_ ? hot_->bias.local() : bias_;
+  const auto linear_row = [&](uint32_t index) { return hot_ ? hot_->linear.Row(index) : linear_->row(index); };
   float linear = 0, norm = 0;
-  for (const Feature& f : row) linear += f.value * linear_->row(f.index)[0];
+  for (const Feature& f : row) linear += f.value * linear_row(f.index)[0];
   for (const Feature& f : row) norm += f.value * f.value;
   const float scale = norm > 0 ? 1.0f / norm : 1.0f;
   // Instance normalisation: pairs carry 1/Σx², the linear term 1/sqrt(Σx²).
@@ -349,7 +355,7 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
     return _mm_mul_ps(ea, eb);
   });
   if (normalize_) ffm *= scale;
-  float phi = bias_->w[0];
+  float phi = bias->w[0];
   phi += linear;
   phi += ffm;
   const float w = use_weights_ && b.weights ? b.weights[0] : 1.0f;
@@ -361,17 +367,17 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
 
   // Backward and update: bias, linear rows, then the field-aware pairs.
   float g = LossBlock::RowGrad(loss_, p, y, w);
-  UpdateDense(c, bias_->l2 ? c.lambda_dense : 0.0f, step, bias_, &g);
+  UpdateDense(c, bias->l2 ? c.lambda_dense : 0.0f, step, bias, &g);
   const float g_linear = g * linear_scale;
   for (const Feature& f : row) {  // UpdateRow's AdaGrad on one weight, inlined
-    float* wl = linear_->row(f.index);
+    float* wl = linear_row(f.index);
     const float gl = f.value * g_linear + c.lambda_embedding * wl[0];
     wl[1] += gl * gl;
     wl[0] -= c.lr * gl / std::sqrt(wl[1]);
   }
   const float go = normalize_ ? g * scale : g;
   UpdatePairs(rows_.data(), fields_.data(), xs_.data(), m, absent_, go, c.lr, c.lambda_embedding, *emb_, *linear_,
-              next);
+              hot_ ? &hot_->index() : nullptr, next);
   return true;
 #endif
 }

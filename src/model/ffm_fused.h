@@ -13,6 +13,7 @@
 #include "fieldfm/example.h"
 #include "fieldfm/model.h"
 #include "model/blocks.h"
+#include "model/hot_rows.h"
 #include "model/params.h"
 
 namespace fieldfm {
@@ -39,6 +40,10 @@ class alignas(64) FusedFfm {
   // Starts loading the table rows of `row`'s features.
   void Prefetch(std::span<const Feature> row) const;
 
+  // Training with several threads: Step trains on these copies of the bias
+  // and the hot rows (model/hot_rows.h); null: the shared tables.
+  void set_hot_rows(HotRows* hot) { hot_ = hot; }
+
  private:
   DenseParam* bias_;
   SparseTable* linear_;
@@ -47,6 +52,7 @@ class alignas(64) FusedFfm {
   bool normalize_;
   LossType loss_;
   bool use_weights_;
+  HotRows* hot_ = nullptr;
   // Per-row scratch: each field's position in the row (-1: absent).
   template <typename T>
   using Scratch = std::vector<T, AlignedAllocator<T>>;

@@ -216,7 +216,28 @@ Result<std::unique_ptr<Network>> Network::Build(const ModelSpec& spec, ParamStor
     net->fused_ffm_ = std::make_unique<FusedFfm>(&store->dense.at("bias"), &store->sparse.at("linear"),
                                                  &store->sparse.at("field_aware_embedding"), spec.num_fields,
                                                  spec.normalize, spec.loss, use_weights);
+  net->store_ = store;
   return net;
+}
+
+bool Network::UseHotRows(std::shared_ptr<const HotIndex> hot) {
+  if (!linear_fm_ && !fused_ffm_) return false;
+  auto& sparse = store_->sparse;
+  SparseTable* emb = fused_ffm_ ? &sparse.at("field_aware_embedding")
+                     : sparse.count("embedding") ? &sparse.at("embedding")
+                                                 : nullptr;
+  hot_rows_ = std::make_unique<HotRows>(std::move(hot), &store_->dense.at("bias"), &sparse.at("linear"), emb);
+  if (linear_fm_) linear_fm_->set_hot_rows(hot_rows_.get());
+  if (fused_ffm_) fused_ffm_->set_hot_rows(hot_rows_.get());
+  return true;
+}
+
+void Network::PullHotRows(std::mutex& mu) {
+  if (hot_rows_) hot_rows_->Pull(mu);
+}
+
+void Network::MergeHotRows(std::mutex& mu) {
+  if (hot_rows_) hot_rows_->Merge(mu);
 }
 
 int Network::Add(std::unique_ptr<Block> block, std::vector<int> inputs) {

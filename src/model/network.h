@@ -49,6 +49,14 @@ class alignas(64) Network {  // aligned: one per training thread, written every 
   // then applies the dense half under it (the sparse half stays lock-free).
   void set_dense_mutex(std::mutex* mu) { dense_mutex_ = mu; }
   uint64_t fused_steps() const { return fused_steps_; }
+  // Several training threads: the one-row kernels (lr, fm, ffm k = 4) train
+  // on this thread's copies of `hot`'s rows and the bias (model/hot_rows.h).
+  // False, changing nothing, for a model without such a kernel. Pull before
+  // the first step; Merge (under the trainers' one `mu`) adds the copies'
+  // changes to the shared tables.
+  bool UseHotRows(std::shared_ptr<const HotIndex> hot);
+  void PullHotRows(std::mutex& mu);
+  void MergeHotRows(std::mutex& mu);
 
   // Inference predictions of `b` into out[0, b.rows): Forward, or a fused
   // kernel with the same result where one exists (ffm, k = 4).
@@ -81,6 +89,8 @@ class alignas(64) Network {  // aligned: one per training thread, written every 
   std::vector<Mat*> din_scratch_;
   std::unique_ptr<LinearFmStep> linear_fm_;
   std::unique_ptr<FusedFfm> fused_ffm_;
+  std::unique_ptr<HotRows> hot_rows_;
+  ParamStore* store_ = nullptr;
   bool fused_on_ = true;
   std::mutex* dense_mutex_ = nullptr;
   uint64_t fused_steps_ = 0;

@@ -144,6 +144,7 @@ class Trainer {
 
  private:
   Status CountValues();
+  void UseHotRows();
   Status Setup(const std::string& pipeline_json);
   Status Epoch(int epoch, EpochReport* report);
   void TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t> order, uint64_t seed,
@@ -169,6 +170,8 @@ class Trainer {
   // thread's gradient, v does not), leaving m/sqrt(v) unbounded on weights
   // every row touches. Sparse rows, rarely shared, stay lock-free (hogwild).
   std::mutex dense_mu_;
+  // Merges of per-thread hot rows into the shared tables, one at a time.
+  std::mutex hot_mu_;
 };
 
 Status Trainer::CountValues() {
@@ -257,7 +260,29 @@ Status Trainer::Setup(const std::string& pipeline_json) {
       if (p.trainable && p.s1.size() + p.s2.size() != dense_state * p.w.size())
         return Status::InvalidArgument("resume: the checkpoint was written with another dense optimizer");
   }
+  UseHotRows();  // after InitState: the copies take the tables' shapes and state
   return Status::Ok();
+}
+
+// Hot rows in per-thread copies (model/hot_rows.h): only with several
+// threads (one thread writes no line another needs), only where the one-row
+// kernels train (their SGD/AdaGrad state is a sum over steps, so adding each
+// thread's change is sound), at most kHotBytes of copies per thread.
+void Trainer::UseHotRows() {
+  // The copies stay in a core's L2. Larger (4 and 8 MiB at shares 1/512 and
+  // 1/1024) was slower on the synthetic FFM set: bench/RESULTS.md, session 14.
+  constexpr uint64_t kHotBytes = uint64_t(1) << 20;
+  const bool additive = opt_.type == OptimizerType::kAdaGrad || opt_.type == OptimizerType::kSgd;
+  if (workers_.size() < 2 || o_.hot_share <= 0 || model_->spec.is_deep() || !additive ||
+      opt_.dense_type != opt_.type || opt_.dense_lr != opt_.lr || o_.batch_size != 1)
+    return;
+  uint64_t row_bytes = 0;
+  for (const auto& [name, t] : model_->store.sparse) row_bytes += t.row_stride() * sizeof(float);
+  if (row_bytes == 0) return;
+  const uint64_t min_count = std::max<uint64_t>(1, uint64_t(std::ceil(o_.hot_share * double(rows_total_))));
+  auto hot = HotIndex::Build(model_->counts, min_count, kHotBytes / row_bytes);
+  if (hot->size() == 0) return;
+  for (auto& w : workers_) w.net->UseHotRows(hot);
 }
 
 // Starts loading a row's features (a random place in a block).
@@ -274,6 +299,7 @@ void Trainer::TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t
   // One-row steps read the row in place (no copy into the worker's batch).
   const bool in_place = bs == 1;
   uint64_t one_row_offsets[2] = {0, 0};
+  w.net->PullHotRows(hot_mu_);
   for (;;) {
     const size_t c0 = cursor->fetch_add(chunk, std::memory_order_relaxed);
     if (c0 >= order.size()) break;
@@ -305,6 +331,9 @@ void Trainer::TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t
       w.loss += w.net->step_loss_sum();
       w.weight += w.net->step_weight_sum();
     }
+    // Once per chunk, so the tables are whole when the block ends; merging
+    // every 4 chunks was no faster (bench/RESULTS.md, session 14).
+    w.net->MergeHotRows(hot_mu_);
   }
 }
 
@@ -495,7 +524,8 @@ nlohmann::json TrainOptions::ToJson() const {
                         {"seed", seed},
                         {"min_count", min_count},
                         {"unseen", Name(unseen)},
-                        {"shuffle", shuffle}};
+                        {"shuffle", shuffle},
+                        {"hot_share", hot_share}};
 }
 
 nlohmann::json ReportToJson(const EpochReport& r) {

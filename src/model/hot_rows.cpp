@@ -1,0 +1,112 @@
+#include "model/hot_rows.h"
+
+#include <algorithm>
+#include <bit>
+#include <numeric>
+
+namespace fieldfm {
+
+namespace {
+// The shared value plus this thread's change. Unchanged by other threads, it
+// is this thread's value exactly (base + (mine - base) can round otherwise),
+// so one thread with copies writes the bytes of one thread without them.
+inline float MergedValue(float shared, float mine, float base) {
+  return shared == base ? mine : shared + (mine - base);
+}
+}  // namespace
+
+std::shared_ptr<const HotIndex> HotIndex::Build(std::span<const uint32_t> counts, uint64_t min_count,
+                                                size_t max_rows) {
+  auto h = std::make_shared<HotIndex>();
+  std::vector<uint32_t>& ids = h->indices_;
+  for (size_t i = 0; i < counts.size(); ++i)
+    if (counts[i] > 0 && counts[i] >= min_count) ids.push_back(uint32_t(i));
+  std::stable_sort(ids.begin(), ids.end(), [&](uint32_t a, uint32_t b) { return counts[a] > counts[b]; });
+  if (ids.size() > max_rows) ids.resize(max_rows);
+  if (ids.empty()) return h;
+  const uint64_t slots = std::max<uint64_t>(2, std::bit_ceil(uint64_t(ids.size()) * 4));
+  h->slots_.assign(slots, Slot{});
+  h->mask_ = slots - 1;
+  h->shift_ = 64 - std::countr_zero(slots);
+  for (size_t id = 0; id < ids.size(); ++id) {
+    uint64_t s = (uint64_t(ids[id]) * 0x9E3779B97F4A7C15ull) >> h->shift_;
+    while (h->slots_[s].id >= 0) s = (s + 1) & h->mask_;
+    h->slots_[s] = Slot{ids[id], int32_t(id)};
+  }
+  return h;
+}
+
+TableReplica::TableReplica(SparseTable* table, std::shared_ptr<const HotIndex> hot)
+    : table_(table), hot_(std::move(hot)), stride_(table->row_stride()) {
+  const auto& ids = hot_->indices();
+  for (size_t id = 0; id < ids.size(); ++id)
+    if (ids[id] < table_->rows) rows_.push_back(uint32_t(id));
+  local_.assign(ids.size() * stride_, 0.0f);
+  base_.assign(ids.size() * stride_, 0.0f);
+}
+
+void TableReplica::Pull() {
+  const auto& ids = hot_->indices();
+  for (const uint32_t id : rows_) {
+    const float* src = table_->row(ids[id]);
+    std::copy(src, src + stride_, local(id));
+    std::copy(src, src + stride_, base_.data() + uint64_t(id) * stride_);
+  }
+}
+
+void TableReplica::Merge() {
+  const auto& ids = hot_->indices();
+  for (const uint32_t id : rows_) {
+    float* __restrict shared = table_->row(ids[id]);
+    float* __restrict mine = local(id);
+    float* __restrict base = base_.data() + uint64_t(id) * stride_;
+    for (uint64_t j = 0; j < stride_; ++j) {
+      const float merged = MergedValue(shared[j], mine[j], base[j]);
+      shared[j] = mine[j] = base[j] = merged;
+    }
+  }
+}
+
+namespace {
+void MergeInto(FloatVec& shared, FloatVec& mine, FloatVec& base) {
+  for (size_t j = 0; j < shared.size(); ++j) {
+    const float merged = MergedValue(shared[j], mine[j], base[j]);
+    shared[j] = mine[j] = base[j] = merged;
+  }
+}
+}  // namespace
+
+DenseReplica::DenseReplica(DenseParam* param) : param_(param), local_(*param), base_(*param) {}
+
+void DenseReplica::Pull() {
+  local_.w = base_.w = param_->w;
+  local_.s1 = base_.s1 = param_->s1;
+  local_.s2 = base_.s2 = param_->s2;
+}
+
+void DenseReplica::Merge() {
+  MergeInto(param_->w, local_.w, base_.w);
+  MergeInto(param_->s1, local_.s1, base_.s1);
+  MergeInto(param_->s2, local_.s2, base_.s2);
+}
+
+HotRows::HotRows(std::shared_ptr<const HotIndex> h, DenseParam* b, SparseTable* lin, SparseTable* emb)
+    : hot(std::move(h)), bias(b), linear(lin, hot) {
+  if (emb) embedding = std::make_unique<TableReplica>(emb, hot);
+}
+
+void HotRows::Pull(std::mutex& mu) {
+  std::lock_guard<std::mutex> lock(mu);
+  bias.Pull();
+  linear.Pull();
+  if (embedding) embedding->Pull();
+}
+
+void HotRows::Merge(std::mutex& mu) {
+  std::lock_guard<std::mutex> lock(mu);
+  bias.Merge();
+  linear.Merge();
+  if (embedding) embedding->Merge();
+}
+
+}  // namespace fieldfm

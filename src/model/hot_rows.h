@@ -1,0 +1,113 @@
+// Per-thread copies of the table rows nearly every example touches.
+//
+// Hogwild threads write each row their example has. A row most examples
+// have (a numeric field's few values, a categorical field's most frequent
+// ones) is then written by both cores on nearly every row, and its cache lines
+// move between the cores each time: on the synthetic FFM set two threads ran
+// no faster than one, and slower on a cache-resident one (bench/RESULTS.md,
+// session 13). With HotRows each training thread updates its own copy of those
+// rows and adds what it changed to the shared table once per chunk of rows
+// (Merge). Everything a thread did reaches the table (deltas are added, not
+// copied), only later, as hogwild's staleness already allows; merges take one
+// lock, so two threads' deltas never race.
+//
+// Only for optimizers whose state is a sum over steps (SGD, AdaGrad): then
+// adding each thread's change of weight and state is the same kind of update
+// the shared table sees without copies.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "model/params.h"
+
+namespace fieldfm {
+
+// Which indices are hot: index -> position in [0, size()), read-only and
+// shared by all threads. An open-addressing table at most a quarter full, so
+// a lookup is one or two probes of a small, cache-resident array.
+class HotIndex {
+ public:
+  // The indices counted at least min_count times, most frequent first, at
+  // most max_rows of them (ties: the lower index).
+  static std::shared_ptr<const HotIndex> Build(std::span<const uint32_t> counts, uint64_t min_count,
+                                               size_t max_rows);
+
+  int32_t Find(uint64_t index) const {
+    if (slots_.empty()) return -1;
+    for (uint64_t s = (index * 0x9E3779B97F4A7C15ull) >> shift_;; s = (s + 1) & mask_) {
+      const Slot& e = slots_[s];
+      if (e.key == index) return e.id;
+      if (e.id < 0) return -1;
+    }
+  }
+  size_t size() const { return indices_.size(); }
+  // indices()[id] is the index with position id.
+  const std::vector<uint32_t>& indices() const { return indices_; }
+
+ private:
+  struct Slot {
+    uint32_t key = 0;
+    int32_t id = -1;  // -1: empty
+  };
+  std::vector<Slot> slots_;
+  uint64_t mask_ = 0;
+  int shift_ = 63;  // the hash: the top log2(slots) bits of a Fibonacci product
+  std::vector<uint32_t> indices_;
+};
+
+// One thread's copy of a sparse table's hot rows (weights and state).
+class TableReplica {
+ public:
+  TableReplica(SparseTable* table, std::shared_ptr<const HotIndex> hot);
+  SparseTable* table() const { return table_; }
+  float* local(int32_t id) { return local_.data() + uint64_t(id) * stride_; }
+  // The row training reads and writes for `index` (< table()->rows).
+  float* Row(uint64_t index) {
+    const int32_t id = hot_->Find(index);
+    return id < 0 ? table_->row(index) : local(id);
+  }
+  // local = the table's rows.
+  void Pull();
+  // table += local - (the rows at the last Pull or Merge), then Pull.
+  void Merge();
+
+ private:
+  SparseTable* table_;
+  std::shared_ptr<const HotIndex> hot_;
+  uint64_t stride_;
+  std::vector<uint32_t> rows_;  // the hot ids this table has a row for
+  FloatVec local_, base_;
+};
+
+// The same for a dense parameter (the bias every row updates).
+class DenseReplica {
+ public:
+  explicit DenseReplica(DenseParam* param);
+  DenseParam* local() { return &local_; }
+  void Pull();
+  void Merge();
+
+ private:
+  DenseParam* param_;
+  DenseParam local_, base_;
+};
+
+// What one fused one-row kernel (LR/FM, FFM) trains on in place of the
+// shared bias, linear table and embedding table (null for LR).
+struct HotRows {
+  HotRows(std::shared_ptr<const HotIndex> hot, DenseParam* bias, SparseTable* linear, SparseTable* embedding);
+  const HotIndex& index() const { return *hot; }
+  void Pull(std::mutex& mu);
+  void Merge(std::mutex& mu);
+
+  std::shared_ptr<const HotIndex> hot;
+  DenseReplica bias;
+  TableReplica linear;
+  std::unique_ptr<TableReplica> embedding;
+};
+
+}  // namespace fieldfm
