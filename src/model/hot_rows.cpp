@@ -13,6 +13,14 @@ namespace {
 inline float MergedValue(float shared, float mine, float base) {
   return shared == base ? mine : shared + (mine - base);
 }
+
+// shared[j] += mine[j] - base[j], then all three hold the merged value.
+void MergeInto(float* __restrict shared, float* __restrict mine, float* __restrict base, size_t n) {
+  for (size_t j = 0; j < n; ++j) {
+    const float merged = MergedValue(shared[j], mine[j], base[j]);
+    shared[j] = mine[j] = base[j] = merged;
+  }
+}
 }  // namespace
 
 std::shared_ptr<const HotIndex> HotIndex::Build(std::span<const uint32_t> counts, uint64_t min_count,
@@ -57,24 +65,10 @@ void TableReplica::Pull() {
 void TableReplica::Merge() {
   const auto& ids = hot_->indices();
   for (const uint32_t id : rows_) {
-    float* __restrict shared = table_->row(ids[id]);
-    float* __restrict mine = local(id);
-    float* __restrict base = base_.data() + uint64_t(id) * stride_;
-    for (uint64_t j = 0; j < stride_; ++j) {
-      const float merged = MergedValue(shared[j], mine[j], base[j]);
-      shared[j] = mine[j] = base[j] = merged;
-    }
+    MergeInto(table_->row(ids[id]), local(id), base_.data() + uint64_t(id) * stride_, stride_);
   }
 }
 
-namespace {
-void MergeInto(FloatVec& shared, FloatVec& mine, FloatVec& base) {
-  for (size_t j = 0; j < shared.size(); ++j) {
-    const float merged = MergedValue(shared[j], mine[j], base[j]);
-    shared[j] = mine[j] = base[j] = merged;
-  }
-}
-}  // namespace
 
 DenseReplica::DenseReplica(DenseParam* param) : param_(param), local_(*param), base_(*param) {}
 
@@ -85,9 +79,9 @@ void DenseReplica::Pull() {
 }
 
 void DenseReplica::Merge() {
-  MergeInto(param_->w, local_.w, base_.w);
-  MergeInto(param_->s1, local_.s1, base_.s1);
-  MergeInto(param_->s2, local_.s2, base_.s2);
+  MergeInto(param_->w.data(), local_.w.data(), base_.w.data(), param_->w.size());
+  MergeInto(param_->s1.data(), local_.s1.data(), base_.s1.data(), param_->s1.size());
+  MergeInto(param_->s2.data(), local_.s2.data(), base_.s2.data(), param_->s2.size());
 }
 
 HotRows::HotRows(std::shared_ptr<const HotIndex> h, DenseParam* b, SparseTable* lin, SparseTable* emb)
