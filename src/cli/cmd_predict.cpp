@@ -1,5 +1,6 @@
 // `fieldfm predict MODEL INPUT -o OUT`: one prediction per line, input order.
 #include <algorithm>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,7 @@ constexpr size_t kMaxPredictionChars = kMaxG7Chars;
 struct PredictFlags {
   std::string model, input, output;
   int threads = 1;
-  bool skip_bad_lines = false;
+  bool skip_bad_lines = false, quiet = false;
 };
 
 char* FormatPrediction(float v, char* p) {
@@ -31,12 +32,14 @@ char* FormatPrediction(float v, char* p) {
 
 // Streams: each block's predictions are formatted (split over the threads)
 // and appended as they come, so memory does not grow with the input. The
-// output appears atomically at the end.
+// output appears atomically at the end. A summary line goes to stderr (the
+// predictions may be on stdout).
 Status Run(const PredictFlags& f) {
   AtomicFile out;
   FIELDFM_RETURN_IF_ERROR(out.Open(f.output));
   const int threads = std::max(1, f.threads);
   std::vector<std::string> parts(threads);
+  PredictTimings t;
   FIELDFM_RETURN_IF_ERROR(PredictFileTo(
       f.model, f.input, f.threads, f.skip_bad_lines,
       [&](std::span<const float> pred, std::span<const float>, std::span<const float>) {
@@ -50,8 +53,15 @@ Status Run(const PredictFlags& f) {
         });
         for (const std::string& s : parts) FIELDFM_RETURN_IF_ERROR(out.Write(s));
         return Status::Ok();
-      }));
-  return out.Commit();
+      },
+      &t));
+  FIELDFM_RETURN_IF_ERROR(out.Commit());
+  if (!f.quiet)
+    std::fprintf(stderr, "predicted %llu rows in %.3f s (%.0f rows/s, %d thread%s; model loaded in %.3f s)\n",
+                 static_cast<unsigned long long>(t.rows), t.predict_seconds,
+                 t.predict_seconds > 0 ? double(t.rows) / t.predict_seconds : 0.0, threads, threads == 1 ? "" : "s",
+                 t.load_seconds);
+  return Status::Ok();
 }
 
 Register kPredict{{"predict", "Predict with a model: one prediction per input line", [](CLI::App& app) -> Runner {
@@ -62,6 +72,7 @@ Register kPredict{{"predict", "Predict with a model: one prediction per input li
                      app.add_option("-o,--output", f->output, "output file ('-': standard output)")->required();
                      app.add_option("-s,--threads", f->threads, "threads")->capture_default_str();
                      app.add_flag("--skip-bad-lines", f->skip_bad_lines, "skip malformed lines");
+                     app.add_flag("-q,--quiet", f->quiet, "no summary line on stderr");
                      return [f] { return Run(*f); };
                    }, 30}};
 

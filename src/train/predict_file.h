@@ -18,8 +18,15 @@ struct FilePredictions {
 
 Result<FilePredictions> PredictFile(const std::string& model_path, const std::string& input_path, int threads,
                                     bool skip_bad_lines);
+// Where a streaming prediction's time went (wall clock).
+struct PredictTimings {
+  uint64_t rows = 0;
+  double load_seconds = 0;     // reading and checking the model file, building its graph
+  double predict_seconds = 0;  // reading the input, predicting, and the sink
+};
+
 // Streaming: predictions reach `sink` block by block; nothing is kept.
 Status PredictFileTo(const std::string& model_path, const std::string& input_path, int threads, bool skip_bad_lines,
-                     const PredictionSink& sink);
+                     const PredictionSink& sink, PredictTimings* timings = nullptr);
 
 }  // namespace fieldfm

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+
 #include "fieldfm/train.h"
 #include "train/model_data.h"
 #include "train/predict_file.h"
@@ -66,11 +68,25 @@ Result<FilePredictions> PredictFile(const std::string& model_path, const std::st
 }
 
 Status PredictFileTo(const std::string& model_path, const std::string& input_path, int threads, bool skip_bad_lines,
-                     const PredictionSink& sink) {
+                     const PredictionSink& sink, PredictTimings* timings) {
+  using Clock = std::chrono::steady_clock;
+  const auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  const auto start = Clock::now();
   FIELDFM_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, LoadModel(model_path, /*map_in_place=*/true));
+  const auto loaded = Clock::now();
   FIELDFM_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> source,
                            OpenWithModelPipeline(*model, model_path, input_path, threads, skip_bad_lines));
-  return PredictSource(*model, *source, threads, sink);
+  uint64_t rows = 0;
+  FIELDFM_RETURN_IF_ERROR(PredictSource(*model, *source, threads,
+                                        [&](std::span<const float> p, std::span<const float> l,
+                                            std::span<const float> w) {
+                                          rows += p.size();
+                                          return sink(p, l, w);
+                                        }));
+  if (timings) *timings = PredictTimings{rows, seconds(start, loaded), seconds(loaded, Clock::now())};
+  return Status::Ok();
 }
 
 }  // namespace fieldfm

@@ -86,6 +86,9 @@ TEST_F(TrainCli, TrainEvalPredictAgree) {
   std::string pred = dir_.Path("pred.txt");
   r = RunCli("predict -s 2 " + model + " " + test_ + " -o " + pred);
   ASSERT_EQ(r.exit_code, 0) << r.out;
+  // The summary on stderr counts the rows it wrote.
+  EXPECT_NE(r.out.find("predicted 1000 rows in "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" rows/s, 2 threads; model loaded in "), std::string::npos) << r.out;
   std::ifstream in(pred);
   std::ifstream labels(test_);
   double ll = 0;
@@ -102,7 +105,9 @@ TEST_F(TrainCli, TrainEvalPredictAgree) {
   EXPECT_NEAR(ll / n, ev["logloss"].get<double>(), 1e-5);
   // One thread writes the same file (each thread formats its share of a block, in order).
   const std::string pred1 = dir_.Path("pred1.txt");
-  ASSERT_EQ(RunCli("predict -s 1 " + model + " " + test_ + " -o " + pred1).exit_code, 0);
+  r = RunCli("predict -q -s 1 " + model + " " + test_ + " -o " + pred1);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "");  // --quiet: no summary
   EXPECT_EQ(Slurp(pred1), Slurp(pred));
 }
 
