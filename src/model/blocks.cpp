@@ -1126,13 +1126,17 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
   // thread's copies; each feature's rows are found once.
   DenseParam* const bias = hot_ ? hot_->bias.local() : bias_;
   if (hot_) {
+    // Redirected (model/hot_rows.h): a hot row's linear table row names its
+    // copies, found from the row loaded anyway; else a lookup per feature.
+    const bool redirected = hot_->linear.redirected();
     hot_lin_.resize(row.size());
     hot_emb_.resize(row.size());
     for (size_t i = 0; i < row.size(); ++i) {
       const Feature& f = row[i];
       if (!trained(f)) continue;
-      const int32_t id = hot_->index().Find(f.index);
-      hot_lin_[i] = id < 0 ? lin_->row(f.index) : hot_->linear.local(id);
+      float* const shared = lin_->row(f.index);
+      const int32_t id = redirected ? RedirectId(shared[0]) : hot_->index().Find(f.index);
+      hot_lin_[i] = id < 0 ? shared : hot_->linear.local(id);
       if (emb_ && f.index < emb_->rows) hot_emb_[i] = id < 0 ? emb_->row(f.index) : hot_->embedding->local(id);
     }
   }

@@ -254,6 +254,8 @@ class LinearFmStep {
   // Training with several threads: Step trains on these copies of the bias
   // and the hot rows (model/hot_rows.h); null: the shared tables.
   void set_hot_rows(HotRows* hot) { hot_ = hot; }
+  // fm with mean pooling: Step leaves every row to the graph.
+  bool mean_pooled() const { return emb_ && mean_; }
 
  private:
   template <int K, class Resolve>

@@ -53,20 +53,45 @@ TableReplica::TableReplica(SparseTable* table, std::shared_ptr<const HotIndex> h
   base_.assign(ids.size() * stride_, 0.0f);
 }
 
-void TableReplica::Pull() {
+RedirectedRows::RedirectedRows(SparseTable* table, std::shared_ptr<const HotIndex> hot)
+    : table_(table), hot_(std::move(hot)), stride_(table->row_stride()) {}
+
+bool RedirectedRows::Install() {
   const auto& ids = hot_->indices();
+  if (installed_ || ids.size() > (size_t(1) << kRedirectIdBits)) return false;
+  shared_.assign(ids.size() * stride_, 0.0f);
+  for (size_t id = 0; id < ids.size(); ++id) {
+    if (ids[id] >= table_->rows) continue;
+    float* r = table_->row(ids[id]);
+    std::copy(r, r + stride_, row(int32_t(id)));
+    r[0] = RedirectTo(int32_t(id));
+  }
+  installed_ = true;
+  return true;
+}
+
+void RedirectedRows::Restore() {
+  if (!installed_) return;
+  const auto& ids = hot_->indices();
+  for (size_t id = 0; id < ids.size(); ++id)
+    if (ids[id] < table_->rows) std::copy(row(int32_t(id)), row(int32_t(id)) + stride_, table_->row(ids[id]));
+  installed_ = false;
+}
+
+float* TableReplica::shared_row(uint32_t id) {
+  return redirected() ? redirect_->row(int32_t(id)) : table_->row(hot_->indices()[id]);
+}
+
+void TableReplica::Pull() {
   for (const uint32_t id : rows_) {
-    const float* src = table_->row(ids[id]);
+    const float* src = shared_row(id);
     std::copy(src, src + stride_, local(id));
     std::copy(src, src + stride_, base_.data() + uint64_t(id) * stride_);
   }
 }
 
 void TableReplica::Merge() {
-  const auto& ids = hot_->indices();
-  for (const uint32_t id : rows_) {
-    MergeInto(table_->row(ids[id]), local(id), base_.data() + uint64_t(id) * stride_, stride_);
-  }
+  for (const uint32_t id : rows_) MergeInto(shared_row(id), local(id), base_.data() + uint64_t(id) * stride_, stride_);
 }
 
 

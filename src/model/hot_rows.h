@@ -16,6 +16,7 @@
 // the shared table sees without copies.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,43 @@ class HotIndex {
   std::vector<uint32_t> indices_;
 };
 
+// Redirects: while an epoch trains, each hot row's first float in the shared
+// table can hold a signalling NaN whose payload is the row's id (arithmetic
+// never yields a signalling NaN: x86 quiets every NaN it computes). A kernel
+// then finds a feature's copy from the table row it loads anyway, where a
+// HotIndex::Find per feature cost as much as lr's whole update: two lr
+// threads that only read ran 0.39-0.52 s per epoch with Find against 0.22 s
+// without copies (bench/RESULTS.md, session 16).
+inline constexpr uint32_t kRedirectTag = 0x7FA00000u;  // sign 0, exponent all ones, quiet bit 0, bit 21 set
+inline constexpr uint32_t kRedirectIdBits = 21;
+inline float RedirectTo(int32_t id) { return std::bit_cast<float>(kRedirectTag | uint32_t(id)); }
+// The id of the copy `first` redirects to, or -1 for a row trained in place.
+inline int32_t RedirectId(float first) {
+  const uint32_t b = std::bit_cast<uint32_t>(first);
+  return (b & ~((1u << kRedirectIdBits) - 1)) == kRedirectTag ? int32_t(b & ((1u << kRedirectIdBits) - 1)) : -1;
+}
+
+// The shared values of a table's hot rows while their table rows hold
+// redirects: Install moves them here and writes the redirects, Restore puts
+// them back. Between the two, nothing but the kernels and TableReplica may
+// read the table (the trainer restores before validating or saving).
+class RedirectedRows {
+ public:
+  RedirectedRows(SparseTable* table, std::shared_ptr<const HotIndex> hot);
+  // False, doing nothing: more hot rows than a redirect can name.
+  bool Install();
+  void Restore();
+  bool installed() const { return installed_; }
+  float* row(int32_t id) { return shared_.data() + uint64_t(id) * stride_; }
+
+ private:
+  SparseTable* table_;
+  std::shared_ptr<const HotIndex> hot_;
+  uint64_t stride_;
+  FloatVec shared_;
+  bool installed_ = false;
+};
+
 // One thread's copy of a sparse table's hot rows (weights and state).
 class TableReplica {
  public:
@@ -70,15 +108,22 @@ class TableReplica {
     const int32_t id = hot_->Find(index);
     return id < 0 ? table_->row(index) : local(id);
   }
+  // While `r` is installed, the hot rows' shared values are r's, not the
+  // table's (Pull and Merge use them). Null: the table's.
+  void set_redirect(RedirectedRows* r) { redirect_ = r; }
+  bool redirected() const { return redirect_ && redirect_->installed(); }
   // local = the table's rows.
   void Pull();
   // table += local - (the rows at the last Pull or Merge), then Pull.
   void Merge();
 
  private:
+  float* shared_row(uint32_t id);
+
   SparseTable* table_;
   std::shared_ptr<const HotIndex> hot_;
   uint64_t stride_;
+  RedirectedRows* redirect_ = nullptr;
   std::vector<uint32_t> rows_;  // the hot ids this table has a row for
   FloatVec local_, base_;
 };

@@ -232,6 +232,14 @@ bool Network::UseHotRows(std::shared_ptr<const HotIndex> hot) {
   return true;
 }
 
+bool Network::RedirectHotRows(RedirectedRows* r) {
+  // Only where the one-row kernel takes every step: the graph would read a
+  // redirect as a weight.
+  if (!hot_rows_ || !linear_fm_ || !fused_on_ || linear_fm_->mean_pooled()) return false;
+  hot_rows_->linear.set_redirect(r);
+  return true;
+}
+
 void Network::PullHotRows(std::mutex& mu) {
   if (hot_rows_) hot_rows_->Pull(mu);
 }

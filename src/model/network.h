@@ -57,6 +57,11 @@ class alignas(64) Network {  // aligned: one per training thread, written every 
   bool UseHotRows(std::shared_ptr<const HotIndex> hot);
   void PullHotRows(std::mutex& mu);
   void MergeHotRows(std::mutex& mu);
+  // lr and fm after UseHotRows: the copies are found through `r`'s redirects
+  // in the linear table while it is installed (model/hot_rows.h). False,
+  // changing nothing, for other models, fm with mean pooling and with the
+  // fused kernels off.
+  bool RedirectHotRows(RedirectedRows* r);
 
   // Inference predictions of `b` into out[0, b.rows): Forward, or a fused
   // kernel with the same result where one exists (ffm, k = 4).

@@ -172,6 +172,9 @@ class Trainer {
   std::mutex dense_mu_;
   // Merges of per-thread hot rows into the shared tables, one at a time.
   std::mutex hot_mu_;
+  // lr, fm with hot rows: installed for each epoch's training, restored before
+  // anything else reads the table (also when the epoch fails).
+  std::unique_ptr<RedirectedRows> redirect_;
 };
 
 Status Trainer::CountValues() {
@@ -283,6 +286,17 @@ void Trainer::UseHotRows() {
   auto hot = HotIndex::Build(model_->counts, min_count, kHotBytes / row_bytes);
   if (hot->size() == 0) return;
   for (auto& w : workers_) w.net->UseHotRows(hot);
+  // lr and fm: the kernel finds the copies through redirects in the linear
+  // table's rows (ffm's kernel looks them up).
+  if (model_->spec.type == ModelType::kLr || model_->spec.type == ModelType::kFm) {
+    redirect_ = std::make_unique<RedirectedRows>(&model_->store.sparse.at("linear"), hot);
+    for (auto& w : workers_)
+      if (!w.net->RedirectHotRows(redirect_.get())) {
+        redirect_.reset();
+        for (auto& v : workers_) v.net->RedirectHotRows(nullptr);
+        break;
+      }
+  }
 }
 
 // Starts loading a row's features (a random place in a block).
@@ -344,6 +358,13 @@ Status Trainer::Epoch(int epoch, EpochReport* report) {
   opt_.dense_lr = float(ResolvedDenseLr(o_) * decay);
   FIELDFM_RETURN_IF_ERROR(train_.Rewind());
   for (auto& w : workers_) w.loss = w.weight = 0;
+  struct RestoreOnExit {
+    RedirectedRows* r;
+    ~RestoreOnExit() {
+      if (r) r->Restore();
+    }
+  } restore{redirect_.get()};
+  if (redirect_) redirect_->Install();
   ExampleBlock copied;
   std::vector<BatchView> segments;
   RowSet block, scratch;

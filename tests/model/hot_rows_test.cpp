@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <random>
 
@@ -134,8 +136,9 @@ ExampleBlock CleanRows(size_t n, uint32_t fields, uint32_t per_field, uint64_t s
 }
 
 // One network trains 400 rows; with `hot` it trains on copies, merged every
-// 60 rows and at the end.
-ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot) {
+// 60 rows and at the end; with `redirect` (lr) it finds them through
+// redirects in the linear table, installed for the training and restored.
+ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot, bool redirect = false) {
   constexpr uint32_t kFields = 6, kPerField = 5;
   ModelSpec spec;
   spec.type = type;
@@ -153,10 +156,21 @@ ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot) {
   for (auto& [name, t] : store.sparse) InitState(c, &t);
   for (auto& [name, p] : store.dense) InitState(c, &p);
   std::mutex mu;
+  std::unique_ptr<RedirectedRows> redirects;
   if (hot) {
     std::vector<uint32_t> counts(spec.num_indices, 1);
     for (uint32_t f = 0; f < kFields; ++f) counts[f * kPerField] = 100;  // value 0 of each field
-    EXPECT_TRUE((*net)->UseHotRows(HotIndex::Build(counts, 50, 100)));
+    auto index = HotIndex::Build(counts, 50, 100);
+    EXPECT_TRUE((*net)->UseHotRows(index));
+    if (redirect) {
+      redirects = std::make_unique<RedirectedRows>(&store.sparse.at("linear"), index);
+      EXPECT_TRUE((*net)->RedirectHotRows(redirects.get()));
+      EXPECT_TRUE(redirects->Install());
+      // The hot rows' first floats now name their copies; the others are untouched.
+      const SparseTable& lin = store.sparse.at("linear");
+      for (uint32_t i = 0; i < spec.num_indices; ++i)
+        EXPECT_EQ(RedirectId(lin.row(i)[0]), i % kPerField == 0 ? index->Find(i) : -1) << i;
+    }
     (*net)->PullHotRows(mu);
   }
   const ExampleBlock data = CleanRows(400, kFields, kPerField, 11);
@@ -170,8 +184,11 @@ ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot) {
   if (hot) {
     // Rows 360-399 are in the copies only: the last merge must change the
     // tables (else the copies were never trained on).
+    if (redirects) redirects->Restore();
     const FloatVec linear = store.sparse.at("linear").data;
+    if (redirects) EXPECT_TRUE(redirects->Install());
     (*net)->MergeHotRows(mu);
+    if (redirects) redirects->Restore();
     EXPECT_NE(std::memcmp(linear.data(), store.sparse.at("linear").data.data(), linear.size() * sizeof(float)), 0);
   }
   EXPECT_EQ((*net)->fused_steps(), data.rows());
@@ -203,6 +220,53 @@ TEST(HotRows, OneThreadOnCopiesWritesTheSameBytes) {
   }
 }
 
+// lr's and fm's kernel finds the copies through the linear table's
+// redirects: the same bytes again.
+TEST(HotRows, CopiesFoundThroughRedirectsWriteTheSameBytes) {
+  for (auto [type, k] : {std::pair{ModelType::kLr, 1u}, std::pair{ModelType::kFm, 8u}, std::pair{ModelType::kFm, 4u},
+                         std::pair{ModelType::kFm, 3u}})
+    for (OptimizerType opt : {OptimizerType::kAdaGrad, OptimizerType::kSgd, OptimizerType::kFtrl}) {
+      SCOPED_TRACE(std::string(Name(type)) + " k=" + std::to_string(k) + " " + std::string(Name(opt)));
+      const ParamStore shared = TrainOne(type, k, opt, false);
+      const ParamStore redirected = TrainOne(type, k, opt, true, true);
+      ExpectSameBytes(shared, redirected);
+    }
+}
+
+// No float arithmetic yields a redirect (x86 quiets every NaN it makes);
+// every id round-trips; Restore puts back the table's bytes.
+TEST(RedirectedRows, RedirectsAreNoComputedValueAndRestoreExactly) {
+  volatile float zero = 0.0f, inf = std::numeric_limits<float>::infinity(), minus = -1.0f;
+  for (float v : {zero / zero, inf - inf, std::sqrt(minus), zero * inf, std::numeric_limits<float>::quiet_NaN(), 0.0f,
+                  -0.0f, 1.0f, -3.5e38f, inf, -inf, std::numeric_limits<float>::denorm_min()})
+    EXPECT_EQ(RedirectId(v), -1) << v;
+  const float snan = std::numeric_limits<float>::signaling_NaN();
+  EXPECT_EQ(RedirectId(snan + 1.0f), -1);  // arithmetic on a signalling NaN gives a quiet one
+  for (int32_t id : {0, 1, 584, 131071, (1 << kRedirectIdBits) - 1}) EXPECT_EQ(RedirectId(RedirectTo(id)), id);
+
+  SparseTable t = MakeTable(10, 1, 1, 1);
+  const FloatVec before = t.data;
+  auto hot = HotIndex::Build(std::vector<uint32_t>{0, 0, 5, 0, 0, 0, 0, 9, 0, 0, 0, 0, 7}, 5, 10);
+  RedirectedRows r(&t, hot);
+  ASSERT_TRUE(r.Install());
+  EXPECT_FALSE(r.Install());  // once
+  EXPECT_EQ(RedirectId(t.row(7)[0]), hot->Find(7));
+  EXPECT_EQ(RedirectId(t.row(2)[0]), hot->Find(2));
+  EXPECT_EQ(r.row(hot->Find(7))[0], before[7 * t.row_stride()]);  // the shared value moved aside
+  // Copies pull from and merge into the moved values while installed.
+  TableReplica a(&t, hot);
+  a.set_redirect(&r);
+  a.Pull();
+  EXPECT_EQ(a.Row(7)[1], before[7 * t.row_stride() + 1]);
+  a.Row(7)[1] += 2.0f;
+  a.Merge();
+  EXPECT_EQ(r.row(hot->Find(7))[1], before[7 * t.row_stride() + 1] + 2.0f);
+  r.Restore();
+  EXPECT_FALSE(r.installed());
+  t.row(7)[1] -= 2.0f;
+  EXPECT_EQ(std::memcmp(t.data.data(), before.data(), before.size() * sizeof(float)), 0);
+}
+
 TEST(HotRows, DeepModelsHaveNoCopies) {
   ModelSpec spec;
   spec.type = ModelType::kNffm;
@@ -214,6 +278,34 @@ TEST(HotRows, DeepModelsHaveNoCopies) {
   auto net = Network::Build(spec, &store, false, 7);
   ASSERT_TRUE(net.ok());
   EXPECT_FALSE((*net)->UseHotRows(HotIndex::Build(std::vector<uint32_t>(9, 10), 1, 9)));
+}
+
+// Redirects only where the one-row kernel takes every step (the graph would
+// read a redirect as a weight): not fm with mean pooling, not ffm, not with
+// the fused kernels off.
+TEST(HotRows, RedirectsOnlyWhereTheKernelTakesEveryStep) {
+  auto hot = HotIndex::Build(std::vector<uint32_t>(9, 10), 1, 9);
+  auto redirects = [&](ModelType type, bool mean, bool fused) {
+    ModelSpec spec;
+    spec.type = type;
+    spec.k = 4;
+    spec.num_fields = 3;
+    spec.num_indices = 9;
+    spec.mean_pooling = mean;
+    ParamStore store;
+    store.state = 1;
+    auto net = Network::Build(spec, &store, false, 7);
+    EXPECT_TRUE(net.ok());
+    (*net)->set_fused(fused);
+    EXPECT_TRUE((*net)->UseHotRows(hot));
+    RedirectedRows r(&store.sparse.at("linear"), hot);
+    return (*net)->RedirectHotRows(&r);
+  };
+  EXPECT_TRUE(redirects(ModelType::kLr, false, true));
+  EXPECT_TRUE(redirects(ModelType::kFm, false, true));
+  EXPECT_FALSE(redirects(ModelType::kFm, true, true));
+  EXPECT_FALSE(redirects(ModelType::kFfm, false, true));
+  EXPECT_FALSE(redirects(ModelType::kLr, false, false));
 }
 
 }  // namespace

@@ -5,7 +5,9 @@
 #include <cmath>
 
 #include "fieldfm/train.h"
+#include "model/hot_rows.h"
 #include "train/memory_source.h"
+#include "train/model_data.h"
 #include "train/metrics.h"
 #include "train/synthetic.h"
 
@@ -117,6 +119,12 @@ TEST(Threads, TwoHogwildThreadsLearn) {
     // lr sees no interactions: it must only beat the base rate.
     const double bound = t == ModelType::kLr ? test.BaseRateLogloss() - 0.05 : test.BayesLogloss() + 0.05;
     EXPECT_LT(TestLogloss(**model, test.data), bound) << Name(t) << " hot_share " << hot_share;
+    // lr's copies are found through redirects in the table while it trains:
+    // none may be left in the model (model/hot_rows.h).
+    if (t == ModelType::kLr) {
+      const SparseTable& lin = (*model)->store.sparse.at("linear");
+      for (uint64_t i = 0; i < lin.rows; ++i) ASSERT_EQ(RedirectId(lin.row(i)[0]), -1) << "index " << i;
+    }
   }
 }
 
