@@ -136,7 +136,7 @@ ExampleBlock CleanRows(size_t n, uint32_t fields, uint32_t per_field, uint64_t s
 }
 
 // One network trains 400 rows; with `hot` it trains on copies, merged every
-// 60 rows and at the end; with `redirect` (lr) it finds them through
+// 60 rows and at the end; with `redirect` (lr, fm) it finds them through
 // redirects in the linear table, installed for the training and restored.
 ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot, bool redirect = false) {
   constexpr uint32_t kFields = 6, kPerField = 5;

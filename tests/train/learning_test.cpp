@@ -119,12 +119,35 @@ TEST(Threads, TwoHogwildThreadsLearn) {
     // lr sees no interactions: it must only beat the base rate.
     const double bound = t == ModelType::kLr ? test.BaseRateLogloss() - 0.05 : test.BayesLogloss() + 0.05;
     EXPECT_LT(TestLogloss(**model, test.data), bound) << Name(t) << " hot_share " << hot_share;
-    // lr's copies are found through redirects in the table while it trains:
-    // none may be left in the model (model/hot_rows.h).
-    if (t == ModelType::kLr) {
+    // lr's and fm's copies are found through redirects in the linear table
+    // while they train: none may be left in the model (model/hot_rows.h).
+    if (t == ModelType::kLr || t == ModelType::kFm) {
       const SparseTable& lin = (*model)->store.sparse.at("linear");
       for (uint64_t i = 0; i < lin.rows; ++i) ASSERT_EQ(RedirectId(lin.row(i)[0]), -1) << "index " << i;
     }
+  }
+}
+
+// The redirects are out of the table before each epoch's validation: the
+// last epoch's validation logloss is the returned model's on the same rows.
+TEST(Threads, ValidationSeesTheTrainedWeightsNotRedirects) {
+  auto train = MakeSynthetic(20000, 6, 10, 7, 8);
+  auto test = MakeSynthetic(5000, 6, 10, 7, 9);
+  for (ModelType t : {ModelType::kLr, ModelType::kFm}) {
+    TrainOptions o;
+    o.model.type = t;
+    o.threads = 2;
+    o.epochs = 2;
+    o.block_rows = 4096;
+    MemorySource src(train.data), valid(test.data);
+    double last = -1;
+    TrainCallbacks cb;
+    cb.on_epoch = [&](const EpochReport& r) { last = r.va_logloss; };
+    auto model = Train(o, src, &valid, "{}", cb);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    EXPECT_TRUE(std::isfinite(last)) << Name(t);
+    EXPECT_NEAR(last, TestLogloss(**model, test.data), 1e-6) << Name(t);
+    EXPECT_LT(last, test.BaseRateLogloss()) << Name(t);
   }
 }
 
