@@ -21,6 +21,9 @@ double BinaryEntropy(double p) {
 
 double WeightedAuc(std::span<const float> pred, std::span<const float> label, std::span<const float> weight) {
   const size_t n = pred.size();
+  // A NaN score (a diverged model) has no rank: sorting it is undefined and
+  // the tie walk below would never pass it.
+  if (std::any_of(pred.begin(), pred.end(), [](float p) { return std::isnan(p); })) return kNaN;
   std::vector<uint32_t> order(n);
   std::iota(order.begin(), order.end(), 0u);
   std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return pred[a] < pred[b]; });

@@ -43,6 +43,14 @@ TEST(Metrics, AucOfPerfectAndReversedRanking) {
   EXPECT_TRUE(std::isnan(WeightedAuc(std::vector<float>{0.1f, 0.2f}, std::vector<float>{1, 1}, {})));
 }
 
+// A diverged model's NaN scores give a NaN AUC, not a hang in the tie walk.
+TEST(Metrics, AucOfNanScoresIsNan) {
+  const std::vector<float> pred{0.2f, std::nanf(""), 0.7f, 0.4f}, label{0, 1, 1, 0};
+  EXPECT_TRUE(std::isnan(WeightedAuc(pred, label, {})));
+  const std::vector<float> all_nan(4, std::nanf(""));
+  EXPECT_TRUE(std::isnan(ComputeMetrics(all_nan, label, {}, Task::kClassification).auc));
+}
+
 TEST(Metrics, LoglossNeCalibrationByHand) {
   std::vector<float> p = {0.8f, 0.3f, 0.6f};
   std::vector<float> y = {1, 0, 0};
