@@ -54,14 +54,17 @@ TableReplica::TableReplica(SparseTable* table, std::shared_ptr<const HotIndex> h
 }
 
 RedirectedRows::RedirectedRows(SparseTable* table, std::shared_ptr<const HotIndex> hot)
-    : table_(table), hot_(std::move(hot)), stride_(table->row_stride()) {}
+    : table_(table), hot_(std::move(hot)), stride_(table->row_stride()) {
+  const auto& ids = hot_->indices();
+  for (size_t id = 0; id < ids.size(); ++id)
+    if (ids[id] < table_->rows) rows_.push_back(uint32_t(id));
+  shared_.assign(ids.size() * stride_, 0.0f);
+}
 
 bool RedirectedRows::Install() {
+  if (installed_ || hot_->size() > (size_t(1) << kRedirectIdBits)) return false;
   const auto& ids = hot_->indices();
-  if (installed_ || ids.size() > (size_t(1) << kRedirectIdBits)) return false;
-  shared_.assign(ids.size() * stride_, 0.0f);
-  for (size_t id = 0; id < ids.size(); ++id) {
-    if (ids[id] >= table_->rows) continue;
+  for (const uint32_t id : rows_) {
     float* r = table_->row(ids[id]);
     std::copy(r, r + stride_, row(int32_t(id)));
     r[0] = RedirectTo(int32_t(id));
@@ -73,8 +76,7 @@ bool RedirectedRows::Install() {
 void RedirectedRows::Restore() {
   if (!installed_) return;
   const auto& ids = hot_->indices();
-  for (size_t id = 0; id < ids.size(); ++id)
-    if (ids[id] < table_->rows) std::copy(row(int32_t(id)), row(int32_t(id)) + stride_, table_->row(ids[id]));
+  for (const uint32_t id : rows_) std::copy(row(int32_t(id)), row(int32_t(id)) + stride_, table_->row(ids[id]));
   installed_ = false;
 }
 

@@ -93,6 +93,7 @@ class RedirectedRows {
   SparseTable* table_;
   std::shared_ptr<const HotIndex> hot_;
   uint64_t stride_;
+  std::vector<uint32_t> rows_;  // the hot ids this table has a row for
   FloatVec shared_;
   bool installed_ = false;
 };

@@ -287,16 +287,15 @@ void Trainer::UseHotRows() {
   if (hot->size() == 0) return;
   for (auto& w : workers_) w.net->UseHotRows(hot);
   // lr and fm: the kernel finds the copies through redirects in the linear
-  // table's rows (ffm's kernel looks them up).
-  if (model_->spec.type == ModelType::kLr || model_->spec.type == ModelType::kFm) {
-    redirect_ = std::make_unique<RedirectedRows>(&model_->store.sparse.at("linear"), hot);
-    for (auto& w : workers_)
-      if (!w.net->RedirectHotRows(redirect_.get())) {
-        redirect_.reset();
-        for (auto& v : workers_) v.net->RedirectHotRows(nullptr);
-        break;
-      }
-  }
+  // table's rows. Network::RedirectHotRows says where (not ffm, whose kernel
+  // looks them up); the workers' graphs are alike, so all or none take them.
+  redirect_ = std::make_unique<RedirectedRows>(&model_->store.sparse.at("linear"), hot);
+  for (auto& w : workers_)
+    if (!w.net->RedirectHotRows(redirect_.get())) {
+      for (auto& v : workers_) v.net->RedirectHotRows(nullptr);
+      redirect_.reset();
+      break;
+    }
 }
 
 // Starts loading a row's features (a random place in a block).
