@@ -135,7 +135,10 @@ inline float PairSum(const uint32_t* fields, uint32_t m, uint32_t num_fields, Pr
 // The pair loop of one training row. Position i of the row (in field order)
 // has table row rows[i], field fields[i] and value xs[i]; `absent` lists the
 // fields with no feature in the row (none: position j is field j, and a
-// row's slots for fields j..j+3 are 128 contiguous bytes).
+// row's slots for fields j..j+3 are 128 contiguous bytes). kUnit: every
+// value is 1 (one-hot data), so the products with xs, exact no-ops, are left
+// out: the same bytes with fewer multiplies.
+template <bool kUnit>
 void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, uint32_t m,
                  std::span<const uint32_t> absent, float go, float lr, float lambda, const SparseTable& emb,
                  const SparseTable& linear, const HotIndex* hot, std::span<const Feature> next) {
@@ -161,10 +164,13 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
     uint32_t j = i + 1;
 #if defined(__AVX512F__) && defined(__AVX512VL__)
     const __m512 xa16 = _mm512_set1_ps(xs[i]);
+    const auto x16 = [](__m512 x, __m512 v) { return kUnit ? v : _mm512_mul_ps(x, v); };
     for (; j + 3 < m; j += 4) {
       // Lanes 4t..4t+3: the pair (i, j + t).
-      const __m512 xb16 = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                                _mm512_castps128_ps512(_mm_loadu_ps(xs + j)));
+      __m512 xb16 = xa16;
+      if constexpr (!kUnit)
+        xb16 = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                     _mm512_castps128_ps512(_mm_loadu_ps(xs + j)));
       float* const pa[4] = {ra + fields[j] * ss, ra + fields[j + 1] * ss, ra + fields[j + 2] * ss,
                             ra + fields[j + 3] * ss};
       float* const pb[4] = {rows[j] + fa * ss, rows[j + 1] + fa * ss, rows[j + 2] + fa * ss, rows[j + 3] + fa * ss};
@@ -177,37 +183,40 @@ void UpdatePairs(float* const* rows, const uint32_t* fields, const float* xs, ui
         LoadSlots4(pa, &wa, &aa);
       }
       LoadSlots4(pb, &wb, &ab);
-      const __m512 ea = _mm512_mul_ps(xa16, wa), eb = _mm512_mul_ps(xb16, wb);
-      const __m512 grad_a = _mm512_mul_ps(xa16, _mm512_mul_ps(vgo16, eb));
+      const __m512 ea = x16(xa16, wa), eb = x16(xb16, wb);
+      const __m512 grad_a = x16(xa16, _mm512_mul_ps(vgo16, eb));
       if (contiguous) {
         AdaGradContiguousSlots4x4(vlr16, vlambda16, pa[0], wa, aa, grad_a);
       } else {
         AdaGradSlots4x4(vlr16, vlambda16, pa, wa, aa, grad_a);
       }
-      AdaGradSlots4x4(vlr16, vlambda16, pb, wb, ab, _mm512_mul_ps(xb16, _mm512_mul_ps(vgo16, ea)));
+      AdaGradSlots4x4(vlr16, vlambda16, pb, wb, ab, x16(xb16, _mm512_mul_ps(vgo16, ea)));
     }
 #endif
 #ifdef __AVX2__
     const __m256 xa8 = _mm256_set1_ps(xs[i]);
+    const auto x8 = [](__m256 x, __m256 v) { return kUnit ? v : _mm256_mul_ps(x, v); };
     for (; j + 1 < m; j += 2) {
-      const __m256 xb8 = _mm256_insertf128_ps(_mm256_set1_ps(xs[j]), _mm_set1_ps(xs[j + 1]), 1);
+      __m256 xb8 = xa8;
+      if constexpr (!kUnit) xb8 = _mm256_insertf128_ps(_mm256_set1_ps(xs[j]), _mm_set1_ps(xs[j + 1]), 1);
       float* pa0 = ra + fields[j] * ss;
       float* pa1 = ra + fields[j + 1] * ss;
       float* pb0 = rows[j] + fa * ss;
       float* pb1 = rows[j + 1] + fa * ss;
       const __m256 wa = Load2(pa0, pa1), wb = Load2(pb0, pb1);
-      const __m256 ea = _mm256_mul_ps(xa8, wa), eb = _mm256_mul_ps(xb8, wb);
-      slots4x2(pa0, pa1, wa, _mm256_mul_ps(xa8, _mm256_mul_ps(vgo8, eb)));
-      slots4x2(pb0, pb1, wb, _mm256_mul_ps(xb8, _mm256_mul_ps(vgo8, ea)));
+      const __m256 ea = x8(xa8, wa), eb = x8(xb8, wb);
+      slots4x2(pa0, pa1, wa, x8(xa8, _mm256_mul_ps(vgo8, eb)));
+      slots4x2(pb0, pb1, wb, x8(xb8, _mm256_mul_ps(vgo8, ea)));
     }
 #endif
+    const auto x4 = [](__m128 x, __m128 v) { return kUnit ? v : _mm_mul_ps(x, v); };
     for (; j < m; ++j) {
       const __m128 xb = _mm_set1_ps(xs[j]);
       float* pa = ra + fields[j] * ss;
       float* pb = rows[j] + fa * ss;
-      const __m128 ea = _mm_mul_ps(xa, _mm_loadu_ps(pa)), eb = _mm_mul_ps(xb, _mm_loadu_ps(pb));
-      slot4(pa, _mm_mul_ps(xa, _mm_mul_ps(vgo, eb)));
-      slot4(pb, _mm_mul_ps(xb, _mm_mul_ps(vgo, ea)));
+      const __m128 ea = x4(xa, _mm_loadu_ps(pa)), eb = x4(xb, _mm_loadu_ps(pb));
+      slot4(pa, x4(xa, _mm_mul_ps(vgo, eb)));
+      slot4(pb, x4(xb, _mm_mul_ps(vgo, ea)));
     }
     // Slots with no partner (own field, absent fields): only the L2 term.
     slot4(ra + fa * ss, zero);
@@ -274,11 +283,18 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
   const float* local = local_.data();
   const uint32_t* fields = fields_.data();
   const float* xs = xs_.data();
-  float ffm = PairSum(fields, m, F_, [&](uint32_t i, uint32_t j) {
-    const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), _mm_loadu_ps(local + i * F4 + fields[j] * 4));
-    const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), _mm_loadu_ps(local + j * F4 + fields[i] * 4));
-    return _mm_mul_ps(ea, eb);
-  });
+  // Every value 1 (one-hot data): the products with xs are exact no-ops, left out.
+  const bool unit = std::all_of(xs, xs + m, [](float x) { return x == 1.0f; });
+  float ffm = unit ? PairSum(fields, m, F_,
+                             [&](uint32_t i, uint32_t j) {
+                               return _mm_mul_ps(_mm_loadu_ps(local + i * F4 + fields[j] * 4),
+                                                 _mm_loadu_ps(local + j * F4 + fields[i] * 4));
+                             })
+                   : PairSum(fields, m, F_, [&](uint32_t i, uint32_t j) {
+                       const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), _mm_loadu_ps(local + i * F4 + fields[j] * 4));
+                       const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), _mm_loadu_ps(local + j * F4 + fields[i] * 4));
+                       return _mm_mul_ps(ea, eb);
+                     });
   if (normalize_) ffm *= scale;
   float phi = bias_->w[0];
   phi += linear;
@@ -349,11 +365,17 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   float* const* rows = rows_.data();
   const uint32_t* fields = fields_.data();
   const float* xs = xs_.data();
-  float ffm = PairSum(fields, m, F_, [&](uint32_t i, uint32_t j) {
-    const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), _mm_loadu_ps(rows[i] + fields[j] * ss));
-    const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), _mm_loadu_ps(rows[j] + fields[i] * ss));
-    return _mm_mul_ps(ea, eb);
-  });
+  const bool unit = std::all_of(xs, xs + m, [](float x) { return x == 1.0f; });
+  float ffm = unit ? PairSum(fields, m, F_,
+                             [&](uint32_t i, uint32_t j) {
+                               return _mm_mul_ps(_mm_loadu_ps(rows[i] + fields[j] * ss),
+                                                 _mm_loadu_ps(rows[j] + fields[i] * ss));
+                             })
+                   : PairSum(fields, m, F_, [&](uint32_t i, uint32_t j) {
+                       const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), _mm_loadu_ps(rows[i] + fields[j] * ss));
+                       const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), _mm_loadu_ps(rows[j] + fields[i] * ss));
+                       return _mm_mul_ps(ea, eb);
+                     });
   if (normalize_) ffm *= scale;
   float phi = bias->w[0];
   phi += linear;
@@ -376,8 +398,14 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
     wl[0] -= c.lr * gl / std::sqrt(wl[1]);
   }
   const float go = normalize_ ? g * scale : g;
-  UpdatePairs(rows_.data(), fields_.data(), xs_.data(), m, absent_, go, c.lr, c.lambda_embedding, *emb_, *linear_,
-              hot_ ? &hot_->index() : nullptr, next);
+  const HotIndex* hot = hot_ ? &hot_->index() : nullptr;
+  if (unit) {
+    UpdatePairs<true>(rows_.data(), fields_.data(), xs_.data(), m, absent_, go, c.lr, c.lambda_embedding, *emb_,
+                      *linear_, hot, next);
+  } else {
+    UpdatePairs<false>(rows_.data(), fields_.data(), xs_.data(), m, absent_, go, c.lr, c.lambda_embedding, *emb_,
+                       *linear_, hot, next);
+  }
   return true;
 #endif
 }

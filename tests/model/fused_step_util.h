@@ -17,7 +17,9 @@ constexpr uint32_t kFields = 5, kIndicesPerField = 8, kIndices = kFields * kIndi
 
 // One feature per field with random values; some rows miss a field, repeat a
 // field or an index, and (with `unknown_field`) carry a feature of a field the
-// model has not seen. Features are not in field order.
+// model has not seen. Features are not in field order. Odd rows have every
+// value 1 (the FFM kernels' one-hot path, which skips the products with the
+// values), even rows other values: the byte comparisons cover both.
 inline ExampleBlock Rows(size_t n, uint64_t seed, bool unknown_field, uint32_t fields = kFields) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(0.0f, 1.0f);
