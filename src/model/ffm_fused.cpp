@@ -132,6 +132,27 @@ inline float PairSum(const uint32_t* fields, uint32_t m, uint32_t num_fields, Pr
   return HorizontalSum4(_mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3)));
 }
 
+// Every value 1 (one-hot data): the products with the values are exact
+// no-ops, and the kernels leave them out.
+inline bool AllOnes(const float* xs, uint32_t m) {
+  return std::all_of(xs, xs + m, [](float x) { return x == 1.0f; });
+}
+
+// PairSum of the pairs' value-scaled slots, slot(i, f) being position i's
+// slot facing field f; with `unit` (AllOnes) without the products by values.
+template <class Slot>
+inline float ScaledPairSum(const uint32_t* fields, const float* xs, uint32_t m, uint32_t num_fields, bool unit,
+                           Slot slot) {
+  if (unit)
+    return PairSum(fields, m, num_fields,
+                   [&](uint32_t i, uint32_t j) { return _mm_mul_ps(slot(i, fields[j]), slot(j, fields[i])); });
+  return PairSum(fields, m, num_fields, [&](uint32_t i, uint32_t j) {
+    const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), slot(i, fields[j]));
+    const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), slot(j, fields[i]));
+    return _mm_mul_ps(ea, eb);
+  });
+}
+
 // The pair loop of one training row. Position i of the row (in field order)
 // has table row rows[i], field fields[i] and value xs[i]; `absent` lists the
 // fields with no feature in the row (none: position j is field j, and a
@@ -283,18 +304,8 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
   const float* local = local_.data();
   const uint32_t* fields = fields_.data();
   const float* xs = xs_.data();
-  // Every value 1 (one-hot data): the products with xs are exact no-ops, left out.
-  const bool unit = std::all_of(xs, xs + m, [](float x) { return x == 1.0f; });
-  float ffm = unit ? PairSum(fields, m, F_,
-                             [&](uint32_t i, uint32_t j) {
-                               return _mm_mul_ps(_mm_loadu_ps(local + i * F4 + fields[j] * 4),
-                                                 _mm_loadu_ps(local + j * F4 + fields[i] * 4));
-                             })
-                   : PairSum(fields, m, F_, [&](uint32_t i, uint32_t j) {
-                       const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), _mm_loadu_ps(local + i * F4 + fields[j] * 4));
-                       const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), _mm_loadu_ps(local + j * F4 + fields[i] * 4));
-                       return _mm_mul_ps(ea, eb);
-                     });
+  float ffm = ScaledPairSum(fields, xs, m, F_, AllOnes(xs, m),
+                            [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(local + i * F4 + f * 4); });
   if (normalize_) ffm *= scale;
   float phi = bias_->w[0];
   phi += linear;
@@ -365,17 +376,9 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   float* const* rows = rows_.data();
   const uint32_t* fields = fields_.data();
   const float* xs = xs_.data();
-  const bool unit = std::all_of(xs, xs + m, [](float x) { return x == 1.0f; });
-  float ffm = unit ? PairSum(fields, m, F_,
-                             [&](uint32_t i, uint32_t j) {
-                               return _mm_mul_ps(_mm_loadu_ps(rows[i] + fields[j] * ss),
-                                                 _mm_loadu_ps(rows[j] + fields[i] * ss));
-                             })
-                   : PairSum(fields, m, F_, [&](uint32_t i, uint32_t j) {
-                       const __m128 ea = _mm_mul_ps(_mm_set1_ps(xs[i]), _mm_loadu_ps(rows[i] + fields[j] * ss));
-                       const __m128 eb = _mm_mul_ps(_mm_set1_ps(xs[j]), _mm_loadu_ps(rows[j] + fields[i] * ss));
-                       return _mm_mul_ps(ea, eb);
-                     });
+  const bool unit = AllOnes(xs, m);
+  float ffm = ScaledPairSum(fields, xs, m, F_, unit,
+                            [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i] + f * ss); });
   if (normalize_) ffm *= scale;
   float phi = bias->w[0];
   phi += linear;
