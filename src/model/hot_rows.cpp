@@ -24,13 +24,17 @@ void MergeInto(float* __restrict shared, float* __restrict mine, float* __restri
 }  // namespace
 
 std::shared_ptr<const HotIndex> HotIndex::Build(std::span<const uint32_t> counts, uint64_t min_count,
-                                                size_t max_rows) {
+                                                size_t max_rows, uint64_t warm_min_count, size_t max_warm) {
   auto h = std::make_shared<HotIndex>();
   std::vector<uint32_t>& ids = h->indices_;
+  const uint64_t least = max_warm > 0 ? std::min(min_count, warm_min_count) : min_count;
   for (size_t i = 0; i < counts.size(); ++i)
-    if (counts[i] > 0 && counts[i] >= min_count) ids.push_back(uint32_t(i));
+    if (counts[i] > 0 && counts[i] >= least) ids.push_back(uint32_t(i));
   std::stable_sort(ids.begin(), ids.end(), [&](uint32_t a, uint32_t b) { return counts[a] > counts[b]; });
-  if (ids.size() > max_rows) ids.resize(max_rows);
+  size_t frequent = 0;
+  while (frequent < ids.size() && frequent < max_rows && counts[ids[frequent]] >= min_count) ++frequent;
+  h->frequent_ = frequent;
+  ids.resize(std::min(ids.size(), frequent + max_warm));
   if (ids.empty()) return h;
   const uint64_t slots = std::max<uint64_t>(2, std::bit_ceil(uint64_t(ids.size()) * 4));
   h->slots_.assign(slots, Slot{});
@@ -49,6 +53,7 @@ TableReplica::TableReplica(SparseTable* table, std::shared_ptr<const HotIndex> h
   const auto& ids = hot_->indices();
   for (size_t id = 0; id < ids.size(); ++id)
     if (ids[id] < table_->rows) rows_.push_back(uint32_t(id));
+  frequent_rows_ = size_t(std::lower_bound(rows_.begin(), rows_.end(), uint32_t(hot_->frequent())) - rows_.begin());
   local_.assign(ids.size() * stride_, 0.0f);
   base_.assign(ids.size() * stride_, 0.0f);
 }
@@ -92,8 +97,12 @@ void TableReplica::Pull() {
   }
 }
 
-void TableReplica::Merge() {
-  for (const uint32_t id : rows_) MergeInto(shared_row(id), local(id), base_.data() + uint64_t(id) * stride_, stride_);
+void TableReplica::Merge(bool warm) {
+  const size_t n = warm ? rows_.size() : frequent_rows_;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t id = rows_[i];
+    MergeInto(shared_row(id), local(id), base_.data() + uint64_t(id) * stride_, stride_);
+  }
 }
 
 
@@ -123,11 +132,11 @@ void HotRows::Pull(std::mutex& mu) {
   if (embedding) embedding->Pull();
 }
 
-void HotRows::Merge(std::mutex& mu) {
+void HotRows::Merge(std::mutex& mu, bool warm) {
   std::lock_guard<std::mutex> lock(mu);
   bias.Merge();
-  linear.Merge();
-  if (embedding) embedding->Merge();
+  linear.Merge(warm);
+  if (embedding) embedding->Merge(warm);
 }
 
 }  // namespace fieldfm

@@ -33,9 +33,13 @@ namespace fieldfm {
 class HotIndex {
  public:
   // The indices counted at least min_count times, most frequent first, at
-  // most max_rows of them (ties: the lower index).
+  // most max_rows of them (ties: the lower index): the frequent ones. Then,
+  // given, at most max_warm more counted at least warm_min_count times: warm
+  // rows, merged less often (HotRows::Merge).
   static std::shared_ptr<const HotIndex> Build(std::span<const uint32_t> counts, uint64_t min_count,
-                                               size_t max_rows);
+                                               size_t max_rows, uint64_t warm_min_count = 0, size_t max_warm = 0);
+  // Ids [0, frequent()) are the frequent rows, [frequent(), size()) the warm.
+  size_t frequent() const { return frequent_; }
 
   int32_t Find(uint64_t index) const {
     if (slots_.empty()) return -1;
@@ -58,6 +62,7 @@ class HotIndex {
   uint64_t mask_ = 0;
   int shift_ = 63;  // the hash: the top log2(slots) bits of a Fibonacci product
   std::vector<uint32_t> indices_;
+  size_t frequent_ = 0;
 };
 
 // Redirects: while an epoch trains, each hot row's first float in the shared
@@ -115,8 +120,9 @@ class TableReplica {
   bool redirected() const { return redirect_ && redirect_->installed(); }
   // local = the table's rows.
   void Pull();
-  // table += local - (the rows at the last Pull or Merge), then Pull.
-  void Merge();
+  // table += local - (the rows at the last Pull or Merge), then Pull; the
+  // frequent rows only unless `warm`.
+  void Merge(bool warm = true);
 
  private:
   float* shared_row(uint32_t id);
@@ -125,7 +131,8 @@ class TableReplica {
   std::shared_ptr<const HotIndex> hot_;
   uint64_t stride_;
   RedirectedRows* redirect_ = nullptr;
-  std::vector<uint32_t> rows_;  // the hot ids this table has a row for
+  std::vector<uint32_t> rows_;  // the hot ids this table has a row for, ascending
+  size_t frequent_rows_ = 0;     // how many of rows_ are frequent ids
   FloatVec local_, base_;
 };
 
@@ -148,7 +155,9 @@ struct HotRows {
   HotRows(std::shared_ptr<const HotIndex> hot, DenseParam* bias, SparseTable* linear, SparseTable* embedding);
   const HotIndex& index() const { return *hot; }
   void Pull(std::mutex& mu);
-  void Merge(std::mutex& mu);
+  // The bias and the frequent rows (every chunk), and with `warm` the warm
+  // rows too (at the end of a thread's share of a block).
+  void Merge(std::mutex& mu, bool warm);
 
   std::shared_ptr<const HotIndex> hot;
   DenseReplica bias;

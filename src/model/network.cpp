@@ -244,8 +244,8 @@ void Network::PullHotRows(std::mutex& mu) {
   if (hot_rows_) hot_rows_->Pull(mu);
 }
 
-void Network::MergeHotRows(std::mutex& mu) {
-  if (hot_rows_) hot_rows_->Merge(mu);
+void Network::MergeHotRows(std::mutex& mu, bool warm) {
+  if (hot_rows_) hot_rows_->Merge(mu, warm);
 }
 
 int Network::Add(std::unique_ptr<Block> block, std::vector<int> inputs) {

@@ -56,7 +56,7 @@ class alignas(64) Network {  // aligned: one per training thread, written every 
   // changes to the shared tables.
   bool UseHotRows(std::shared_ptr<const HotIndex> hot);
   void PullHotRows(std::mutex& mu);
-  void MergeHotRows(std::mutex& mu);
+  void MergeHotRows(std::mutex& mu, bool warm);
   // lr and fm after UseHotRows: the copies are found through `r`'s redirects
   // in the linear table while it is installed (model/hot_rows.h). False,
   // changing nothing, for other models, fm with mean pooling and with the

@@ -283,7 +283,18 @@ void Trainer::UseHotRows() {
   for (const auto& [name, t] : model_->store.sparse) row_bytes += t.row_stride() * sizeof(float);
   if (row_bytes == 0) return;
   const uint64_t min_count = std::max<uint64_t>(1, uint64_t(std::ceil(o_.hot_share * double(rows_total_))));
-  auto hot = HotIndex::Build(model_->counts, min_count, kHotBytes / row_bytes);
+  // lr also copies its warm rows, those a block has about twice or more
+  // (a thread's copy is then written more than once before its merge at the
+  // block's end), up to 4 MiB: two lr threads' epochs 0.66 s against 0.81 s
+  // (medians of 9), test logloss the same to five digits. fm's embeddings
+  // merged that late lost training loss and speed (bench/RESULTS.md, session
+  // 21), so fm and ffm merge all their copies every chunk.
+  constexpr uint64_t kWarmBytes = uint64_t(4) << 20;
+  const bool warm = !model_->spec.has_embeddings();
+  const uint64_t warm_min =
+      std::max<uint64_t>(2, uint64_t(std::ceil(2.0 * double(rows_total_) / double(o_.block_rows))));
+  auto hot = HotIndex::Build(model_->counts, min_count, kHotBytes / row_bytes, warm_min,
+                             warm ? kWarmBytes / row_bytes : 0);
   if (hot->size() == 0) return;
   for (auto& w : workers_) w.net->UseHotRows(hot);
   // lr and fm: the kernel finds the copies through redirects in the linear
@@ -344,10 +355,12 @@ void Trainer::TrainRows(Worker& w, const RowSet& block, std::span<const uint32_t
       w.loss += w.net->step_loss_sum();
       w.weight += w.net->step_weight_sum();
     }
-    // Once per chunk, so the tables are whole when the block ends; merging
-    // every 4 chunks was no faster (bench/RESULTS.md, session 14).
-    w.net->MergeHotRows(hot_mu_);
+    // The frequent rows once per chunk (merging every 4 chunks was no
+    // faster: bench/RESULTS.md, session 14), the warm ones when the thread's
+    // share of the block ends, so the tables are whole when the block ends.
+    w.net->MergeHotRows(hot_mu_, false);
   }
+  w.net->MergeHotRows(hot_mu_, true);
 }
 
 Status Trainer::Epoch(int epoch, EpochReport* report) {

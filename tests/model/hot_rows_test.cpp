@@ -37,6 +37,22 @@ TEST(HotIndex, MostFrequentAtLeastMinCountCapped) {
   EXPECT_EQ(HotIndex::Build(counts, 100, 10)->Find(4), -1);
 }
 
+TEST(HotIndex, WarmRowsFollowTheFrequentOnes) {
+  //                       index: 0  1  2  3   4  5  6  7
+  const std::vector<uint32_t> counts{5, 0, 9, 5, 20, 1, 7, 2};
+  // Frequent: count >= 7, at most 2 (4, 2; 6 does not fit the cap and is
+  // warm). Warm: count >= 2, at most 3 more (6, then 0 and 3 by index).
+  auto hot = HotIndex::Build(counts, 7, 2, 2, 3);
+  EXPECT_EQ(hot->frequent(), 2u);
+  EXPECT_EQ(hot->indices(), (std::vector<uint32_t>{4, 2, 6, 0, 3}));
+  for (uint32_t id = 0; id < 5; ++id) EXPECT_EQ(hot->Find(hot->indices()[id]), int32_t(id));
+  EXPECT_EQ(hot->Find(7), -1);  // count 2, beyond the warm cap
+  // No warm rows unless asked for; the warm floor may be above the frequent one.
+  EXPECT_EQ(HotIndex::Build(counts, 7, 2)->size(), 2u);
+  EXPECT_EQ(HotIndex::Build(counts, 5, 10, 9, 10)->indices(), (std::vector<uint32_t>{4, 2, 6, 0, 3}));
+  EXPECT_EQ(HotIndex::Build(counts, 5, 10, 9, 10)->frequent(), 5u);
+}
+
 TEST(HotIndex, FindsEveryOneOfManyIndices) {
   std::vector<uint32_t> counts(50000, 0);
   std::mt19937_64 rng(3);
@@ -65,6 +81,29 @@ SparseTable MakeTable(uint64_t rows, uint32_t slots, uint32_t k, uint32_t state)
   t.data.resize(rows * t.row_stride());
   for (size_t i = 0; i < t.data.size(); ++i) t.data[i] = 0.25f * float(i % 17);
   return t;
+}
+
+TEST(TableReplica, FrequentMergeLeavesWarmRowsInTheCopy) {
+  SparseTable t = MakeTable(10, 1, 2, 1);
+  const FloatVec before = t.data;
+  // 7 is frequent, 2 warm.
+  auto hot = HotIndex::Build(std::vector<uint32_t>{0, 0, 5, 0, 0, 0, 0, 9}, 8, 10, 5, 10);
+  ASSERT_EQ(hot->frequent(), 1u);
+  TableReplica a(&t, hot);
+  a.Pull();
+  const uint64_t n = t.row_stride();
+  for (uint64_t j = 0; j < n; ++j) a.Row(2)[j] += 1.0f, a.Row(7)[j] += 2.0f;
+  a.Merge(false);
+  for (uint64_t j = 0; j < n; ++j) {
+    EXPECT_FLOAT_EQ(t.row(7)[j], before[7 * n + j] + 2.0f) << j;
+    EXPECT_EQ(t.row(2)[j], before[2 * n + j]) << j;  // not yet
+  }
+  a.Row(7)[0] += 1.0f;
+  a.Merge(true);  // the warm row's change since Pull, the frequent row's since the last merge
+  for (uint64_t j = 0; j < n; ++j) {
+    EXPECT_FLOAT_EQ(t.row(2)[j], before[2 * n + j] + 1.0f) << j;
+    EXPECT_FLOAT_EQ(t.row(7)[j], before[7 * n + j] + 2.0f + (j == 0 ? 1.0f : 0.0f)) << j;
+  }
 }
 
 TEST(TableReplica, MergeAddsEveryCopysChange) {
@@ -159,8 +198,13 @@ ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot, boo
   std::unique_ptr<RedirectedRows> redirects;
   if (hot) {
     std::vector<uint32_t> counts(spec.num_indices, 1);
-    for (uint32_t f = 0; f < kFields; ++f) counts[f * kPerField] = 100;  // value 0 of each field
-    auto index = HotIndex::Build(counts, 50, 100);
+    for (uint32_t f = 0; f < kFields; ++f) {
+      counts[f * kPerField] = 100;     // value 0 of each field: frequent, merged every 60 rows
+      counts[f * kPerField + 1] = 30;  // value 1: warm, merged only at the end
+    }
+    auto index = HotIndex::Build(counts, 50, 100, 20, 100);
+    EXPECT_EQ(index->frequent(), kFields);
+    EXPECT_EQ(index->size(), 2 * kFields);
     EXPECT_TRUE((*net)->UseHotRows(index));
     if (redirect) {
       redirects = std::make_unique<RedirectedRows>(&store.sparse.at("linear"), index);
@@ -169,7 +213,7 @@ ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot, boo
       // The hot rows' first floats now name their copies; the others are untouched.
       const SparseTable& lin = store.sparse.at("linear");
       for (uint32_t i = 0; i < spec.num_indices; ++i)
-        EXPECT_EQ(RedirectId(lin.row(i)[0]), i % kPerField == 0 ? index->Find(i) : -1) << i;
+        EXPECT_EQ(RedirectId(lin.row(i)[0]), i % kPerField <= 1 ? index->Find(i) : -1) << i;
     }
     (*net)->PullHotRows(mu);
   }
@@ -179,7 +223,7 @@ ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot, boo
                       data.features.data(), 1};
     const auto next = r + 1 < data.rows() ? data.row(r + 1) : std::span<const Feature>();
     (*net)->TrainStep(v, RunContext{true, r}, c, r + 1, next);
-    if (hot && r % 60 == 59) (*net)->MergeHotRows(mu);
+    if (hot && r % 60 == 59) (*net)->MergeHotRows(mu, false);
   }
   if (hot) {
     // Rows 360-399 are in the copies only: the last merge must change the
@@ -187,7 +231,7 @@ ParamStore TrainOne(ModelType type, uint32_t k, OptimizerType opt, bool hot, boo
     if (redirects) redirects->Restore();
     const FloatVec linear = store.sparse.at("linear").data;
     if (redirects) EXPECT_TRUE(redirects->Install());
-    (*net)->MergeHotRows(mu);
+    (*net)->MergeHotRows(mu, true);
     if (redirects) redirects->Restore();
     EXPECT_NE(std::memcmp(linear.data(), store.sparse.at("linear").data.data(), linear.size() * sizeof(float)), 0);
   }
