@@ -29,6 +29,17 @@ inline void Axpy(float a, const float* __restrict src, float* __restrict dst, ui
   }
 }
 
+// Axpy with n = 8 as one 8-lane add: the same operations (GCC built this
+// vector from scalar loads and inserts).
+inline void Axpy8(float a, const float* __restrict src, float* __restrict dst) {
+#ifdef __AVX__
+  const __m256 v = _mm256_loadu_ps(src);
+  _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), a == 1.0f ? v : _mm256_mul_ps(_mm256_set1_ps(a), v)));
+#else
+  Axpy(a, src, dst, 8);
+#endif
+}
+
 // dst[4g..4g+4) += a * src[g*stride..+4) for g < slots: k = 4 slots with
 // optimizer state between them.
 inline void AxpySlots4(float a, const float* __restrict src, uint32_t stride, float* __restrict dst, uint32_t slots) {
@@ -1068,15 +1079,7 @@ template <int K, class Resolve>
       if (!rr.p) continue;
       float* e = e_.data() + size_t(f.field) * k;
       if constexpr (K == 8) {
-#ifdef __AVX__
-        // Axpy's operations, 8 lanes at once (GCC built this vector from
-        // scalar loads and inserts).
-        const __m256 src = _mm256_loadu_ps(rr.p);
-        _mm256_storeu_ps(e, _mm256_add_ps(_mm256_loadu_ps(e), f.value == 1.0f ? src
-                                                                              : _mm256_mul_ps(_mm256_set1_ps(f.value), src)));
-#else
-        Axpy(f.value, rr.p, e, k);
-#endif
+        Axpy8(f.value, rr.p, e);
       } else if (rr.slot_stride == k) {
         Axpy(f.value, rr.p, e, k);
       } else if constexpr (K == 4) {
