@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #ifdef __SSE__
 #include <immintrin.h>
@@ -243,6 +244,24 @@ class EmbeddingBlock : public Block {
 
 // ---- interactions ----------------------------------------------------------
 
+// K floats as one GCC vector (K = 4, 8, 16): element-wise +, -, * are the
+// scalar IEEE operations lane by lane, so a loop over d written with them
+// rounds exactly as the scalar loop (no contraction: -ffp-contract=off).
+template <int K>
+constexpr bool kVectorK = K == 4 || K == 8 || K == 16;
+template <int K>
+using VecK [[gnu::vector_size(K * sizeof(float))]] = float;
+template <int K>
+[[gnu::always_inline]] inline VecK<K> LoadVecK(const float* p) {
+  VecK<K> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <int K>
+[[gnu::always_inline]] inline void StoreVecK(VecK<K> v, float* p) {
+  std::memcpy(p, &v, sizeof v);
+}
+
 // Σ_{f<g} x_{f,d} x_{g,d} in its O(F) form ½((Σ_f x_{f,d})² − Σ_f x_{f,d}²), for
 // x laid out [field][k], into out[d] for every d < k (scratch: 2k floats; it is
 // left holding Σ_f x_{f,d} and Σ_f x_{f,d}²). Fields outer, d inner: each d adds
@@ -253,6 +272,22 @@ class EmbeddingBlock : public Block {
 template <int K>
 [[gnu::always_inline]] inline void FmPairSumsK(const float* __restrict x, uint32_t fields, uint32_t k_rt,
                                                float* __restrict scratch, float* __restrict out) {
+  if constexpr (kVectorK<K>) {
+    // The d loop as one K-lane vector: lane-wise IEEE ops, the same bytes.
+    // As scalar arrays GCC 12 kept the k = 8 sums in general registers, a
+    // vaddss and two moves per lane and field (the FM step's top cost).
+    using V = VecK<K>;
+    V s = {}, sq = {};
+    for (uint32_t f = 0; f < fields; ++f) {
+      const V v = LoadVecK<K>(x + size_t(f) * K);
+      s += v;
+      sq += v * v;
+    }
+    StoreVecK<K>(0.5f * (s * s - sq), out);
+    StoreVecK<K>(s, scratch);
+    StoreVecK<K>(sq, scratch + K);
+    return;
+  }
   const uint32_t k = K > 0 ? K : k_rt;
   float local[K > 0 ? 2 * K : 1];
   float* s = K > 0 ? local : scratch;  // K > 0: in registers, copied out at the end
@@ -284,6 +319,22 @@ template <int K>
 [[gnu::always_inline]] inline void FmPairSumsBackwardK(const float* __restrict x, uint32_t fields, uint32_t k_rt,
                                                        const float* __restrict go, bool per_dim,
                                                        float* __restrict scratch, float* __restrict dx) {
+  if constexpr (kVectorK<K>) {  // as FmPairSumsK: the d loop as one vector, the same bytes
+    using V = VecK<K>;
+    V s = {};
+    for (uint32_t f = 0; f < fields; ++f) s += LoadVecK<K>(x + size_t(f) * K);
+    V gov;
+    if (per_dim) {
+      gov = LoadVecK<K>(go);
+    } else {
+      gov = V{} + go[0];
+    }
+    for (uint32_t f = 0; f < fields; ++f) {
+      float* g = dx + size_t(f) * K;
+      StoreVecK<K>(LoadVecK<K>(g) + gov * (s - LoadVecK<K>(x + size_t(f) * K)), g);
+    }
+    return;
+  }
   const uint32_t k = K > 0 ? K : k_rt;
   float fixed[K > 0 ? K : 1] = {};
   float* s = K > 0 ? fixed : scratch;
