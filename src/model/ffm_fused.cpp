@@ -287,25 +287,35 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
     }
   const float scale = norm > 0 ? 1.0f / norm : 1.0f;
   if (normalize_) linear *= std::sqrt(scale);
-  // Each present feature's slots are first copied, row by row, into local
-  // rows (4 floats per field). The pair loop reads slot (j, field i) of every
-  // other row in turn; on a model mapped from its file (4 KiB pages) that was
-  // a TLB miss per pair, here it is one per feature row.
-  const size_t F4 = size_t(F_) * 4;
-  for (uint32_t i = 0; i < m; ++i) {
-    const RowRef r = vec_[i];
-    float* dst = local_.data() + i * F4;
-    if (r.slot_stride == 4) {
-      std::copy_n(r.p, F4, dst);
-    } else {
-      for (uint32_t h = 0; h < F_; ++h) std::copy_n(r.p + size_t(h) * r.slot_stride, 4, dst + h * 4);
-    }
-  }
-  const float* local = local_.data();
+  // The pair loop reads slot (j, field i) of every other row in turn. On a
+  // model mapped from its file, whose pages may be 4 KiB, that was a TLB miss
+  // per pair, so each present feature's slots are first copied, row by row,
+  // into local rows (4 floats per field): a miss per feature row. Tables in
+  // memory are on 2 MiB pages (AlignedAllocator), where the copy only cost
+  // time (bench/RESULTS.md, session 23), so they are read in place.
   const uint32_t* fields = fields_.data();
   const float* xs = xs_.data();
-  float ffm = ScaledPairSum(fields, xs, m, F_, AllOnes(xs, m),
-                            [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(local + i * F4 + f * 4); });
+  const bool unit = AllOnes(xs, m);
+  float ffm;
+  if (emb_->mapped) {
+    const size_t F4 = size_t(F_) * 4;
+    for (uint32_t i = 0; i < m; ++i) {
+      const RowRef r = vec_[i];
+      float* dst = local_.data() + i * F4;
+      if (r.slot_stride == 4) {
+        std::copy_n(r.p, F4, dst);
+      } else {
+        for (uint32_t h = 0; h < F_; ++h) std::copy_n(r.p + size_t(h) * r.slot_stride, 4, dst + h * 4);
+      }
+    }
+    const float* local = local_.data();
+    ffm = ScaledPairSum(fields, xs, m, F_, unit,
+                        [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(local + i * F4 + f * 4); });
+  } else {
+    const RowRef* rows = vec_.data();
+    ffm = ScaledPairSum(fields, xs, m, F_, unit,
+                        [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i].p + f * rows[i].slot_stride); });
+  }
   if (normalize_) ffm *= scale;
   float phi = bias_->w[0];
   phi += linear;
