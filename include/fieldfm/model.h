@@ -19,7 +19,10 @@ enum class Activation { kRelu, kTanh, kSigmoid, kIdentity };
 // kSquared: identity link, squared error (reported as RMSE).
 // kRate:    sigmoid link, squared error, targets are rates in [0,1].
 enum class LossType { kLogloss, kSquared, kRate };
-enum class OptimizerType { kSgd, kAdaGrad, kAdam, kFtrl };
+// kRowAdaGrad: AdaGrad with one accumulator per slot of k weights (the mean
+// of their squared gradients), as FBGEMM/TorchRec's row-wise AdaGrad: 1/k of
+// the state, a smaller row to fetch per feature. Dense params use AdaGrad.
+enum class OptimizerType { kSgd, kAdaGrad, kAdam, kFtrl, kRowAdaGrad };
 // Unseen (or rarer than min_count) feature values at prediction time: the mean
 // latent vector of their field's seen values, or zero vectors.
 enum class UnseenMode { kMean, kZero };

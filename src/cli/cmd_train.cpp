@@ -177,7 +177,7 @@ Register kTrain{{"train", "Train a model (libffm flags: -k -t -r -l -s -p --auto
                    app.add_flag("!--no-norm", o.model.normalize, "no instance normalisation of FM/FFM pair terms");
                    app.add_option("--batch-size", o.batch_size, "rows per step (0: 1 for lr/fm/ffm, 256 deep)")
                        ->capture_default_str();
-                   app.add_option("--optimizer", f->optimizer, "sgd|adagrad|adam|ftrl (sparse rows)")
+                   app.add_option("--optimizer", f->optimizer, "sgd|adagrad|adam|ftrl|rowwise-adagrad (sparse rows; rowwise-adagrad: one accumulator per k weights)")
                        ->capture_default_str();
                    app.add_option("--dense-optimizer", f->dense_optimizer,
                                   "auto|sgd|adagrad|adam|ftrl for bias and MLP (auto: adam for deep models, "

@@ -1244,7 +1244,7 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
       wl[1] += gd * gd;
       wl[0] -= lr * gd / std::sqrt(wl[1]);
     } else {
-      UpdateRow(c, lambda, step, wl, &gl, 1, 1, lin_->slot_stride());
+      UpdateRow(c, lambda, step, wl, &gl, 1, 1, lin_->slot_stride(), lin_->slot_states(wl));
     }
   }
   if (!emb_) return true;
@@ -1284,7 +1284,7 @@ bool LinearFmStep::StepK(const BatchView& b, const OptimizerConfig& c, uint64_t 
         wv[d] -= lr * gd / std::sqrt(acc[d]);
       }
     } else {
-      UpdateRow(c, lambda, step, w, gk, 1, k, emb_->slot_stride());
+      UpdateRow(c, lambda, step, w, gk, 1, k, emb_->slot_stride(), emb_->slot_states(w));
     }
   }
   return true;

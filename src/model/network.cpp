@@ -55,6 +55,7 @@ class GraphBuilder {
       t.slots = slots;
       t.k = k;
       t.state = uint32_t(store_->state);
+      t.slot_state = uint32_t(store_->slot_state);
       t.data.assign(t.rows * t.row_stride(), 0.0f);
       if (init > 0) {
         const InitRng rng(seed_, name);
@@ -323,9 +324,11 @@ void Network::ApplySparse(const OptimizerConfig& c, uint64_t step) {
     for (auto& s : sparse_refs_) {
       SparseTable& t = *s.table;
       const uint32_t ss = t.slot_stride(), k = t.k, width = s.grad->width;
-      for (size_t e = 0; e < s.grad->rows.size(); ++e)
-        UpdateRow(c, c.lambda_embedding, step, t.row(s.grad->rows[e]), s.grad->values.data() + e * width, t.slots,
-                  k, ss);
+      for (size_t e = 0; e < s.grad->rows.size(); ++e) {
+        float* row = t.row(s.grad->rows[e]);
+        UpdateRow(c, c.lambda_embedding, step, row, s.grad->values.data() + e * width, t.slots, k, ss,
+                  t.slot_states(row));
+      }
     }
     return;
   }
@@ -352,8 +355,10 @@ void Network::ApplySparse(const OptimizerConfig& c, uint64_t step) {
 void Network::TrainStep(const BatchView& b, const RunContext& ctx, const OptimizerConfig& c, uint64_t step,
                         std::span<const Feature> next) {
   // The fused kernels update the bias with the sparse optimizer: only when the
-  // dense one is the same (the lr/fm/ffm default).
-  const bool one_optimizer = c.dense_type == c.type && c.dense_lr == c.lr;
+  // dense one is the same (the lr/fm/ffm default; row-wise AdaGrad is AdaGrad on dense params).
+  const bool same_type =
+      c.dense_type == c.type || (c.type == OptimizerType::kRowAdaGrad && c.dense_type == OptimizerType::kAdaGrad);
+  const bool one_optimizer = same_type && c.dense_lr == c.lr;
   if (fused_on_ && one_optimizer &&
       ((linear_fm_ && linear_fm_->Step(b, c, step, next, &step_loss_, &step_weight_)) ||
        (fused_ffm_ && fused_ffm_->Step(b, c, step, next, &step_loss_, &step_weight_)))) {

@@ -15,9 +15,12 @@ int StateCount(OptimizerType t) {
     case OptimizerType::kAdaGrad: return 1;
     case OptimizerType::kAdam: return 2;
     case OptimizerType::kFtrl: return 2;
+    case OptimizerType::kRowAdaGrad: return 0;
   }
   return 0;
 }
+
+int SlotStateCount(OptimizerType t) { return t == OptimizerType::kRowAdaGrad ? 1 : 0; }
 
 std::vector<float> SparseTable::Weights() const {
   std::vector<float> out(rows * slots * k);
@@ -25,24 +28,29 @@ std::vector<float> SparseTable::Weights() const {
   return out;
 }
 
+namespace {
+// Offset of global slot s (= row * slots + slot) in a table's floats.
+inline uint64_t SlotOffset(const SparseTable& t, uint64_t s) {
+  if (t.slot_state == 0) return s * t.slot_stride();
+  return (s / t.slots) * t.row_stride() + (s % t.slots) * t.slot_stride();
+}
+}  // namespace
+
 void SparseTable::CopyWeights(uint64_t first, uint64_t n, float* out) const {
-  const uint32_t ss = slot_stride();
-  for (uint64_t s = 0; s < n; ++s) std::copy_n(base() + (first + s) * ss, k, out + s * k);
+  for (uint64_t s = 0; s < n; ++s) std::copy_n(base() + SlotOffset(*this, first + s), k, out + s * k);
 }
 
 void SparseTable::SetWeights(uint64_t first, uint64_t n, const float* w) {
-  const uint32_t ss = slot_stride();
-  for (uint64_t s = 0; s < n; ++s) std::copy_n(w + s * k, k, base() + (first + s) * ss);
+  for (uint64_t s = 0; s < n; ++s) std::copy_n(w + s * k, k, base() + SlotOffset(*this, first + s));
 }
 
 void SparseTable::DropState() {
-  if (state == 0) return;
-  const uint32_t ss = slot_stride();
-  // Slot s moves from s * ss down to s * k (slot 0 stays): ascending order
-  // never overwrites a slot not yet moved, and each copy goes left.
-  for (uint64_t s = 1; s < rows * slots; ++s) std::copy_n(data.data() + s * ss, k, data.data() + s * k);
+  if (state == 0 && slot_state == 0) return;
+  // Slot s moves from its offset down to s * k (slot 0 stays): ascending
+  // order never overwrites a slot not yet moved, and each copy goes left.
+  for (uint64_t s = 1; s < rows * slots; ++s) std::copy_n(data.data() + SlotOffset(*this, s), k, data.data() + s * k);
   data.resize(rows * slots * k);
-  state = 0;
+  state = slot_state = 0;
 }
 
 namespace {
@@ -116,8 +124,44 @@ void AdaGradRow4(float lr, float lambda, float* row, const float* grad, uint32_t
 
 }  // namespace
 
+namespace {
+
+// Row-wise AdaGrad: slot s's k weights share the accumulator acc[s], which
+// adds the mean of their squared gradients (plus L2 term).
+void RowAdaGrad(float lr, float lambda, float* row, const float* grad, uint32_t slots, uint32_t k,
+                uint32_t slot_stride, float* acc) {
+#ifdef __SSE__
+  if (k == 4) {
+    const __m128 vlr = _mm_set1_ps(lr), vlambda = _mm_set1_ps(lambda);
+    for (uint32_t s = 0; s < slots; ++s)
+      RowAdaGradSlot4(vlr, vlambda, row + size_t(s) * slot_stride, acc + s, _mm_loadu_ps(grad + 4 * s));
+    return;
+  }
+#endif
+  // Other k: exact sqrt, as per-weight AdaGrad there (k = 1 gives its bytes).
+  for (uint32_t s = 0; s < slots; ++s) {
+    float* w = row + size_t(s) * slot_stride;
+    const float* g = grad + size_t(s) * k;
+    float sum = 0;
+    for (uint32_t d = 0; d < k; ++d) {
+      const float gd = g[d] + lambda * w[d];
+      sum += gd * gd;
+    }
+    const float a = acc[s] + sum / float(k);
+    acc[s] = a;
+    const float root = std::sqrt(a);
+    for (uint32_t d = 0; d < k; ++d) {
+      const float gd = g[d] + lambda * w[d];
+      w[d] -= lr * gd / root;
+    }
+  }
+}
+
+}  // namespace
+
 void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row, const float* grad, uint32_t slots,
-               uint32_t k, uint32_t slot_stride) {
+               uint32_t k, uint32_t slot_stride, float* slot_acc) {
+  if (c.type == OptimizerType::kRowAdaGrad) return RowAdaGrad(c.lr, lambda, row, grad, slots, k, slot_stride, slot_acc);
   if (c.type == OptimizerType::kAdaGrad && k == 4) return AdaGradRow4(c.lr, lambda, row, grad, slots, slot_stride);
   float bc1, bc2;
   BiasCorrections(c, c.type, step, &bc1, &bc2);
@@ -151,6 +195,8 @@ void UpdateDense(const OptimizerConfig& c, float lambda, uint64_t step, DensePar
 
 void InitState(const OptimizerConfig& c, SparseTable* t) {
   const uint32_t ss = t->slot_stride(), k = t->k;
+  if (t->slot_state > 0)
+    for (uint64_t r = 0; r < t->rows; ++r) std::fill_n(t->slot_states(t->row(r)), t->slots * t->slot_state, c.adagrad_init);
   if (t->state == 0) return;
   for (uint64_t s = 0; s < t->rows * t->slots; ++s) {
     float* slot = t->data.data() + s * ss;
@@ -162,7 +208,8 @@ void InitState(const OptimizerConfig& c, SparseTable* t) {
           slot[k + d] = -slot[d] * (c.ftrl_beta / c.lr + c.lambda_embedding);
           slot[2 * k + d] = 0;
           break;
-        case OptimizerType::kSgd: break;
+        case OptimizerType::kSgd:
+        case OptimizerType::kRowAdaGrad: break;
       }
     }
   }

@@ -6,6 +6,9 @@
 // followed by the optimizer's per-weight state (AdaGrad: k accumulators; Adam:
 // k first and k second moments; FTRL: k z and k n), so a weight and its state
 // share cache lines and one feature's whole row is one sequential read.
+// Row-wise AdaGrad keeps one accumulator per slot instead: a row is then its
+// slots' weights (slot stride k, so weight reads are as without state)
+// followed by one float per slot.
 #pragma once
 
 #include <cstdint>
@@ -58,15 +61,18 @@ struct AlignedAllocator {
 };
 using FloatVec = std::vector<float, AlignedAllocator<float>>;
 
-// Per-weight state floats each optimizer keeps.
+// Per-weight state floats each optimizer keeps on sparse rows.
 int StateCount(OptimizerType t);
+// Per-slot state floats (after the row's weights) each optimizer keeps.
+int SlotStateCount(OptimizerType t);
 
 struct SparseTable {
   uint64_t rows = 0;
   uint32_t slots = 1;
   uint32_t k = 1;
-  uint32_t state = 0;  // state floats per weight
-  FloatVec data;       // rows * slots * k * (1 + state), unless `mapped` is set
+  uint32_t state = 0;       // state floats per weight
+  uint32_t slot_state = 0;  // state floats per slot, after the row's weights (row-wise AdaGrad)
+  FloatVec data;            // rows * row_stride(), unless `mapped` is set
   // Inference in one-shot commands (LoadModel(path, map_in_place)): the
   // weights (no state) read in place from a private mapping of the model
   // file, which `mapping` keeps open. A model of gigabytes then loads in the
@@ -78,7 +84,9 @@ struct SparseTable {
   FloatVec unseen;
 
   uint32_t slot_stride() const { return k * (1 + state); }
-  uint64_t row_stride() const { return uint64_t(slots) * slot_stride(); }
+  uint64_t row_stride() const { return uint64_t(slots) * (slot_stride() + slot_state); }
+  // The per-slot state of a row (slot s's floats at [s * slot_state, ...)).
+  float* slot_states(float* row) const { return row + uint64_t(slots) * slot_stride(); }
   float* base() { return mapped ? mapped : data.data(); }
   const float* base() const { return mapped ? mapped : data.data(); }
   float* row(uint64_t r) { return base() + r * row_stride(); }
@@ -91,7 +99,7 @@ struct SparseTable {
   void CopyWeights(uint64_t first, uint64_t n, float* out) const;
   // The reverse: weights of slots [first, first + n) from w[0, n * k), state untouched.
   void SetWeights(uint64_t first, uint64_t n, const float* w);
-  // Keeps the weights only (state = 0), moved down in place.
+  // Keeps the weights only (state = slot_state = 0), moved down in place.
   void DropState();
 };
 
@@ -108,6 +116,7 @@ struct ParamStore {
   uint32_t num_fields = 0;
   uint64_t num_indices = 0;
   int state = 0;  // optimizer state floats per weight (0 when loaded for inference)
+  int slot_state = 0;  // optimizer state floats per slot (row-wise AdaGrad)
   std::map<std::string, SparseTable> sparse;
   std::map<std::string, DenseParam> dense;
   // Inference: which indices have their own vector (seen >= min_count times).
@@ -132,9 +141,10 @@ struct OptimizerConfig {
 
 // A whole sparse row: `slots` slots of k weights (+ state), stride slot_stride,
 // gradient slots packed (k apart). The hot loop of every sparse model.
-// `step` is the 1-based global step for Adam's bias correction.
+// `step` is the 1-based global step for Adam's bias correction. Row-wise
+// AdaGrad reads and writes slot s's accumulator at slot_acc[s].
 void UpdateRow(const OptimizerConfig& c, float lambda, uint64_t step, float* row, const float* grad, uint32_t slots,
-               uint32_t k, uint32_t slot_stride);
+               uint32_t k, uint32_t slot_stride, float* slot_acc = nullptr);
 void UpdateDense(const OptimizerConfig& c, float lambda, uint64_t step, DenseParam* p, const float* grad);
 
 #ifdef __SSE__
@@ -174,6 +184,19 @@ inline void AdaGradSlot4(__m128 lr, __m128 lambda, float* w, __m128 grad) {
   const __m128 acc = _mm_add_ps(_mm_loadu_ps(w + 4), _mm_mul_ps(g, g));
   _mm_storeu_ps(w + 4, acc);
   _mm_storeu_ps(w, _mm_sub_ps(wv, _mm_mul_ps(_mm_mul_ps(lr, g), Rsqrt4(acc))));
+}
+
+// Row-wise AdaGrad on one slot of 4 weights with accumulator *acc: the mean
+// of the 4 squared gradients as ((g0² + g1²) + (g2² + g3²)) / 4, which the
+// fused FFM kernel's in-lane sums reproduce, then AdaGradSlot4's update.
+inline void RowAdaGradSlot4(__m128 lr, __m128 lambda, float* w, float* acc, __m128 grad) {
+  const __m128 wv = _mm_loadu_ps(w);
+  const __m128 g = _mm_add_ps(grad, _mm_mul_ps(lambda, wv));
+  alignas(16) float sq[4];
+  _mm_store_ps(sq, _mm_mul_ps(g, g));
+  const float a = *acc + ((sq[0] + sq[1]) + (sq[2] + sq[3])) * 0.25f;
+  *acc = a;
+  _mm_storeu_ps(w, _mm_sub_ps(wv, _mm_mul_ps(_mm_mul_ps(lr, g), Rsqrt4(_mm_set1_ps(a)))));
 }
 #endif
 

@@ -22,10 +22,11 @@ constexpr NameTable<Activation, 4> kActivationNames{{{Activation::kRelu, "relu"}
                                                       {Activation::kIdentity, "identity"}}};
 constexpr NameTable<LossType, 3> kLossNames{
     {{LossType::kLogloss, "logloss"}, {LossType::kSquared, "squared"}, {LossType::kRate, "rate"}}};
-constexpr NameTable<OptimizerType, 4> kOptimizerNames{{{OptimizerType::kSgd, "sgd"},
+constexpr NameTable<OptimizerType, 5> kOptimizerNames{{{OptimizerType::kSgd, "sgd"},
                                                         {OptimizerType::kAdaGrad, "adagrad"},
                                                         {OptimizerType::kAdam, "adam"},
-                                                        {OptimizerType::kFtrl, "ftrl"}}};
+                                                        {OptimizerType::kFtrl, "ftrl"},
+                                                        {OptimizerType::kRowAdaGrad, "rowwise-adagrad"}}};
 constexpr NameTable<UnseenMode, 2> kUnseenNames{{{UnseenMode::kMean, "mean"}, {UnseenMode::kZero, "zero"}}};
 
 template <typename E, size_t N>

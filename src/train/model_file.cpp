@@ -151,6 +151,7 @@ Status WriteModelFile(const std::string& path, const Model& m, const TrainState*
                       {"unseen", Name(m.unseen)},
                       {"use_weights", m.use_weights},
                       {"state", checkpoint ? m.store.state : 0},
+                      {"slot_state", checkpoint ? m.store.slot_state : 0},
                       {"step", m.store.step}};
   AtomicFile f;
   FIELDFM_RETURN_IF_ERROR(f.Open(path));
@@ -306,7 +307,7 @@ Status ReadModelFile(const std::string& path, Model* m, TrainState* state, bool 
   FIELDFM_RETURN_IF_ERROR(section("meta", &s));
   nlohmann::json meta = nlohmann::json::parse(s, nullptr, /*allow_exceptions=*/false);
   if (meta.is_discarded() || !meta.is_object()) return bad("meta section is not JSON");
-  int state_floats = 0;
+  int state_floats = 0, slot_state_floats = 0;
   uint64_t step = 0;
   try {
     auto spec = ModelSpec::FromJson(meta.at("spec"));
@@ -319,11 +320,14 @@ Status ReadModelFile(const std::string& path, Model* m, TrainState* state, bool 
     m->unseen = *unseen;
     m->use_weights = meta.at("use_weights").get<bool>();
     state_floats = meta.at("state").get<int>();
+    slot_state_floats = meta.value("slot_state", 0);  // absent in files from before row-wise AdaGrad
     step = meta.at("step").get<uint64_t>();
   } catch (const nlohmann::json::exception& e) {
     return bad(std::string("bad meta section: ") + e.what());
   }
   if (state_floats < 0 || state_floats > 2) return bad("bad optimizer state count");
+  if (slot_state_floats < 0 || slot_state_floats > 1 || (slot_state_floats > 0 && state_floats > 0))
+    return bad("bad per-slot optimizer state count");
   FIELDFM_RETURN_IF_ERROR(section("pipeline", &s));
   m->pipeline_json = std::string(s);
   const uint64_t N = m->spec.num_indices;
@@ -337,6 +341,7 @@ Status ReadModelFile(const std::string& path, Model* m, TrainState* state, bool 
   m->pool->Clear();
   m->store = ParamStore{};
   m->store.state = state_floats;
+  m->store.slot_state = slot_state_floats;
   m->store.step = step;
   m->store.num_fields = F;
   m->store.num_indices = N;
@@ -348,8 +353,9 @@ Status ReadModelFile(const std::string& path, Model* m, TrainState* state, bool 
       t.k = pname == "linear" ? 1 : m->spec.k;
       t.slots = pname == "field_aware_embedding" ? F : 1;
       t.state = uint32_t(state_floats);
+      t.slot_state = uint32_t(slot_state_floats);
       const uint64_t expected = t.rows * t.row_stride();
-      const bool in_place = map_in_place && kind == kKindModel && state_floats == 0 &&
+      const bool in_place = map_in_place && kind == kKindModel && state_floats == 0 && slot_state_floats == 0 &&
                             data.size() == expected * sizeof(float) &&
                             reinterpret_cast<uintptr_t>(data.data()) % kSparseAlign == 0;
       if (in_place) {

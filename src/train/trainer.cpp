@@ -39,7 +39,8 @@ namespace {
 float DefaultLearningRate(OptimizerType t) {
   switch (t) {
     case OptimizerType::kSgd: return 0.1f;
-    case OptimizerType::kAdaGrad: return 0.2f;  // libffm's default
+    case OptimizerType::kAdaGrad:
+    case OptimizerType::kRowAdaGrad: return 0.2f;  // libffm's default
     case OptimizerType::kAdam: return 0.001f;
     case OptimizerType::kFtrl: return 0.1f;
   }
@@ -51,18 +52,22 @@ float DefaultLearningRate(OptimizerType t) {
 // 9-12), at 0.1 it did not (docs/models.md has the measurements).
 float ResolvedLr(const TrainOptions& o) {
   if (!std::isnan(o.lr)) return o.lr;
-  if (o.optimizer == OptimizerType::kAdaGrad && o.model.is_deep()) return 0.1f;
+  if ((o.optimizer == OptimizerType::kAdaGrad || o.optimizer == OptimizerType::kRowAdaGrad) && o.model.is_deep())
+    return 0.1f;
   return DefaultLearningRate(o.optimizer);
 }
 
 OptimizerType ResolvedDenseOptimizer(const TrainOptions& o) {
-  return o.dense_optimizer.value_or(o.model.is_deep() ? OptimizerType::kAdam : o.optimizer);
+  const OptimizerType t = o.dense_optimizer.value_or(o.model.is_deep() ? OptimizerType::kAdam : o.optimizer);
+  // Dense params have no rows: row-wise AdaGrad is AdaGrad there.
+  return t == OptimizerType::kRowAdaGrad ? OptimizerType::kAdaGrad : t;
 }
 
 float ResolvedDenseLr(const TrainOptions& o) {
   if (!std::isnan(o.dense_lr)) return o.dense_lr;
   const OptimizerType t = ResolvedDenseOptimizer(o);
-  return t == o.optimizer ? ResolvedLr(o) : DefaultLearningRate(t);
+  const bool same = t == o.optimizer || (t == OptimizerType::kAdaGrad && o.optimizer == OptimizerType::kRowAdaGrad);
+  return same ? ResolvedLr(o) : DefaultLearningRate(t);
 }
 
 bool IsClassification(LossType l) { return l == LossType::kLogloss; }
@@ -234,9 +239,10 @@ Status Trainer::Setup(const std::string& pipeline_json) {
     m.spec = o_.model;
     FIELDFM_RETURN_IF_ERROR(CountValues());
     m.store.state = StateCount(o_.optimizer);
+    m.store.slot_state = SlotStateCount(o_.optimizer);
   } else {
     FIELDFM_RETURN_IF_ERROR(ReadModelFile(o_.resume_path, &m, &state_).WithContext("resume"));
-    if (m.store.state != StateCount(o_.optimizer))
+    if (m.store.state != StateCount(o_.optimizer) || m.store.slot_state != SlotStateCount(o_.optimizer))
       return Status::InvalidArgument("resume: the checkpoint was written with another optimizer");
     const ModelSpec& want = o_.model;
     if (m.spec.type != want.type || m.spec.k != want.k || m.spec.hidden != want.hidden)
@@ -275,9 +281,12 @@ void Trainer::UseHotRows() {
   // The copies stay in a core's L2. Larger (4 and 8 MiB at shares 1/512 and
   // 1/1024) was slower on the synthetic FFM set: bench/RESULTS.md, session 14.
   constexpr uint64_t kHotBytes = uint64_t(1) << 20;
-  const bool additive = opt_.type == OptimizerType::kAdaGrad || opt_.type == OptimizerType::kSgd;
-  if (workers_.size() < 2 || o_.hot_share <= 0 || model_->spec.is_deep() || !additive ||
-      opt_.dense_type != opt_.type || opt_.dense_lr != opt_.lr || o_.batch_size != 1)
+  const bool additive = opt_.type == OptimizerType::kAdaGrad || opt_.type == OptimizerType::kSgd ||
+                        opt_.type == OptimizerType::kRowAdaGrad;
+  const bool same_dense = opt_.dense_type == opt_.type ||
+                          (opt_.type == OptimizerType::kRowAdaGrad && opt_.dense_type == OptimizerType::kAdaGrad);
+  if (workers_.size() < 2 || o_.hot_share <= 0 || model_->spec.is_deep() || !additive || !same_dense ||
+      opt_.dense_lr != opt_.lr || o_.batch_size != 1)
     return;
   uint64_t row_bytes = 0;
   for (const auto& [name, t] : model_->store.sparse) row_bytes += t.row_stride() * sizeof(float);
@@ -523,7 +532,7 @@ Result<std::shared_ptr<Model>> Trainer::Run(const std::string& pipeline_json, Tr
     p.s1.clear();
     p.s2.clear();
   }
-  m.store.state = 0;
+  m.store.state = m.store.slot_state = 0;
   workers_.clear();
   m.pool->Clear();
   ComputeUnseen(&m);

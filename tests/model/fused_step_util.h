@@ -50,6 +50,7 @@ struct Trained {
 inline void Train(const ModelSpec& spec, bool use_weights, bool fused, const OptimizerConfig& c, bool unknown_field,
                   Trained* out) {
   out->store.state = StateCount(c.type);
+  out->store.slot_state = SlotStateCount(c.type);
   auto net = Network::Build(spec, &out->store, use_weights, 7);
   ASSERT_TRUE(net.ok()) << net.status().ToString();
   for (auto& [name, t] : out->store.sparse) InitState(c, &t);

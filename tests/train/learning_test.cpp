@@ -73,11 +73,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{ModelType::kNffm, OptimizerType::kAdam, 0.003f, 4, 0.05}),
     [](const auto& info) { return std::string(Name(info.param.type)); });
 
-TEST(Optimizers, SgdAdamFtrlLearnFfm) {
+TEST(Optimizers, SgdAdamFtrlRowWiseAdaGradLearnFfm) {
   auto train = MakeSynthetic(20000, 6, 10, 4, 5);
   auto test = MakeSynthetic(5000, 6, 10, 4, 6);
   for (auto [opt, lr] : {std::pair{OptimizerType::kSgd, 0.1f}, std::pair{OptimizerType::kAdam, 0.01f},
-                         std::pair{OptimizerType::kFtrl, 0.1f}}) {
+                         std::pair{OptimizerType::kFtrl, 0.1f}, std::pair{OptimizerType::kRowAdaGrad, 0.2f}}) {
     TrainOptions o;
     o.model.type = ModelType::kFfm;
     o.optimizer = opt;

@@ -275,8 +275,14 @@ TEST(Determinism, OneThreadSameSeedSameBytes) {
 TEST(Checkpoint, ResumeEqualsUninterruptedRun) {
   TempDir dir;
   auto train = MakeSynthetic(3000, 5, 8, 1, 2), valid = MakeSynthetic(500, 5, 8, 1, 4);
-  for (ModelType t : {ModelType::kFfm, ModelType::kDeepFfm}) {
+  // Row-wise AdaGrad's per-slot accumulators travel in the checkpoint too.
+  for (auto [t, opt] : {std::pair{ModelType::kFfm, OptimizerType::kAdaGrad},
+                        std::pair{ModelType::kDeepFfm, OptimizerType::kAdaGrad},
+                        std::pair{ModelType::kFfm, OptimizerType::kRowAdaGrad},
+                        std::pair{ModelType::kDeepFfm, OptimizerType::kRowAdaGrad}}) {
+    SCOPED_TRACE(Name(opt));
     TrainOptions o = SmallOptions(t);
+    o.optimizer = opt;
     o.model.batch_norm = o.model.is_deep();
     o.epochs = 4;
     o.auto_stop = true;
