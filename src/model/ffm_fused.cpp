@@ -85,9 +85,11 @@ inline void AdaGradContiguousSlots4x4(__m512 lr, __m512 lambda, float* p, __m512
 #endif
 
 // Starts loading one feature's table rows into L2 (L1 holds the current row's).
+// Always inlined: at -O1 (the sanitizer build) GCC kept it out of line once it had three callers,
+// and tests/model/prefetch_emitted.py looks for the prefetches one call deep.
 // A hot row (HotRows) is trained in the thread's own copy, which is in cache:
 // its shared row is not loaded.
-inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, const HotIndex* hot,
+[[gnu::always_inline]] inline void PrefetchFeature(const SparseTable& emb, const SparseTable& linear, const HotIndex* hot,
                             const Feature& f) {
   if (f.index >= emb.rows || f.index >= linear.rows || (hot && hot->Find(f.index) >= 0)) return;
   // From the line holding the row's first byte: a row whose length is not a
