@@ -155,6 +155,76 @@ inline float ScaledPairSum(const uint32_t* fields, const float* xs, uint32_t m, 
   });
 }
 
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+// ScaledPairSum when every field is present (m == F: position j is field j,
+// so row i's slots for fields j..j+3 are contiguous), four pairs per 512-bit
+// operation. Lane group t of `acc` is PairSum's accumulator t and receives the
+// same additions in the same order (the unaligned first and last pairs of a
+// position by masked adds), so the sum has the same bytes; the forward pass
+// takes about a third of the instructions of the 128-bit loop.
+// kSS: floats per slot (8: 4 weights + 4 AdaGrad accumulators; 4: weights).
+template <uint32_t kSS, bool kUnit>
+inline float FullPairSum16(const float* const* rows, const float* xs, uint32_t m) {
+  static_assert(kSS == 4 || kSS == 8);
+  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i weights = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+  __m512 acc = _mm512_setzero_ps();
+  const auto one = [&](uint32_t i, uint32_t j) {  // ScaledPairSum's product of pair (i, j)
+    const __m128 wa = _mm_loadu_ps(rows[i] + j * kSS), wb = _mm_loadu_ps(rows[j] + i * kSS);
+    if constexpr (kUnit) return _mm_mul_ps(wa, wb);
+    return _mm_mul_ps(_mm_mul_ps(_mm_set1_ps(xs[i]), wa), _mm_mul_ps(_mm_set1_ps(xs[j]), wb));
+  };
+  const auto add_one = [&](uint32_t t, __m128 v) {
+    acc = _mm512_mask_add_ps(acc, __mmask16(0xFu << (4 * t)), acc, _mm512_broadcast_f32x4(v));
+  };
+  for (uint32_t i = 0; i < m; ++i) {
+    const float* ra = rows[i];
+    const uint32_t at = i * kSS;
+    const __m512 xa = _mm512_set1_ps(xs[i]);
+    uint32_t j = i + 1;
+    if ((j & 3) == 1 && j < m) add_one(1, one(i, j)), ++j;
+    if ((j & 3) == 2 && j < m) add_one(2, one(i, j)), ++j;
+    if ((j & 3) == 3 && j < m) add_one(3, one(i, j)), ++j;
+    for (; j + 3 < m; j += 4) {
+      __m512 wa;
+      if constexpr (kSS == 4) {
+        wa = _mm512_loadu_ps(ra + j * 4);
+      } else {
+        wa = _mm512_permutex2var_ps(_mm512_loadu_ps(ra + j * 8), weights, _mm512_loadu_ps(ra + j * 8 + 16));
+      }
+      __m512 wb = _mm512_castps128_ps512(_mm_loadu_ps(rows[j] + at));
+      wb = _mm512_insertf32x4(wb, _mm_loadu_ps(rows[j + 1] + at), 1);
+      wb = _mm512_insertf32x4(wb, _mm_loadu_ps(rows[j + 2] + at), 2);
+      wb = _mm512_insertf32x4(wb, _mm_loadu_ps(rows[j + 3] + at), 3);
+      if constexpr (!kUnit) {
+        wa = _mm512_mul_ps(xa, wa);
+        wb = _mm512_mul_ps(_mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_loadu_ps(xs + j))), wb);
+      }
+      acc = _mm512_add_ps(acc, _mm512_mul_ps(wa, wb));
+    }
+    if (j < m) add_one(0, one(i, j)), ++j;
+    if (j < m) add_one(1, one(i, j)), ++j;
+    if (j < m) add_one(2, one(i, j)), ++j;
+  }
+  const __m128 a0 = _mm512_castps512_ps128(acc), a1 = _mm512_extractf32x4_ps(acc, 1),
+               a2 = _mm512_extractf32x4_ps(acc, 2), a3 = _mm512_extractf32x4_ps(acc, 3);
+  return HorizontalSum4(_mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3)));
+}
+
+// FullPairSum16 for a row stride known at run time; false: not 4 or 8.
+inline bool FullPairSum(const float* const* rows, const float* xs, uint32_t m, uint32_t ss, bool unit,
+                        float* sum) {
+  if (ss == 8) {
+    *sum = unit ? FullPairSum16<8, true>(rows, xs, m) : FullPairSum16<8, false>(rows, xs, m);
+  } else if (ss == 4) {
+    *sum = unit ? FullPairSum16<4, true>(rows, xs, m) : FullPairSum16<4, false>(rows, xs, m);
+  } else {
+    return false;
+  }
+  return true;
+}
+#endif
+
 // The pair loop of one training row. Position i of the row (in field order)
 // has table row rows[i], field fields[i] and value xs[i]; `absent` lists the
 // fields with no feature in the row (none: position j is field j, and a
@@ -358,7 +428,7 @@ FusedFfm::FusedFfm(DenseParam* bias, SparseTable* linear, SparseTable* embedding
                    LossType loss, bool use_weights)
     : bias_(bias), linear_(linear), emb_(embedding), F_(fields), normalize_(normalize), loss_(loss),
       use_weights_(use_weights), pos_(fields, -1), vec_(fields), rows_(fields), fields_(fields),
-      xs_(fields), local_(size_t(fields) * fields * 4) {
+      xs_(fields), local_(size_t(fields) * fields * 4), read_rows_(fields) {
   absent_.reserve(fields);
 }
 
@@ -414,12 +484,21 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
       }
     }
     const float* local = local_.data();
-    ffm = ScaledPairSum(fields, xs, m, F_, unit,
-                        [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(local + i * F4 + f * 4); });
+    for (uint32_t i = 0; i < m; ++i) read_rows_[i] = local + i * F4;
+    if (!FullSum(m, 4, unit, &ffm))
+      ffm = ScaledPairSum(fields, xs, m, F_, unit,
+                          [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(local + i * F4 + f * 4); });
   } else {
     const RowRef* rows = vec_.data();
-    ffm = ScaledPairSum(fields, xs, m, F_, unit,
-                        [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i].p + f * rows[i].slot_stride); });
+    // One stride for every row (an unseen value's mean row may differ): the 512-bit sum.
+    uint32_t ss = m > 0 ? rows[0].slot_stride : 0;
+    for (uint32_t i = 0; i < m; ++i) {
+      read_rows_[i] = rows[i].p;
+      if (rows[i].slot_stride != ss) ss = 0;
+    }
+    if (!FullSum(m, ss, unit, &ffm))
+      ffm = ScaledPairSum(fields, xs, m, F_, unit,
+                          [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i].p + f * rows[i].slot_stride); });
   }
   if (normalize_) ffm *= scale;
   float phi = bias_->w[0];
@@ -427,6 +506,15 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
   phi += ffm;
   *pred = LossBlock::RowPredict(loss_, phi);
   return true;
+#endif
+}
+
+bool FusedFfm::FullSum(uint32_t m, uint32_t ss, bool unit, float* sum) const {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  return m == F_ && FullPairSum(read_rows_.data(), xs_.data(), m, ss, unit, sum);
+#else
+  (void)m, (void)ss, (void)unit, (void)sum;
+  return false;
 #endif
 }
 
@@ -495,8 +583,12 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   const uint32_t* fields = fields_.data();
   const float* xs = xs_.data();
   const bool unit = AllOnes(xs, m);
-  float ffm = ScaledPairSum(fields, xs, m, F_, unit,
-                            [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i] + f * ss); });
+  float ffm;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  if (m != F_ || !FullPairSum(rows, xs, m, ss, unit, &ffm))
+#endif
+    ffm = ScaledPairSum(fields, xs, m, F_, unit,
+                        [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i] + f * ss); });
   if (normalize_) ffm *= scale;
   float phi = bias->w[0];
   phi += linear;
