@@ -210,10 +210,14 @@ inline float FullPairSum16(const float* const* rows, const float* xs, uint32_t m
                a2 = _mm512_extractf32x4_ps(acc, 2), a3 = _mm512_extractf32x4_ps(acc, 3);
   return HorizontalSum4(_mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3)));
 }
+#endif
 
-// FullPairSum16 for a row stride known at run time; false: not 4 or 8.
-inline bool FullPairSum(const float* const* rows, const float* xs, uint32_t m, uint32_t ss, bool unit,
-                        float* sum) {
+// The pair sum by FullPairSum16 when every field is present (m == num_fields)
+// and the rows' slots are ss = 4 or 8 floats apart; false: ScaledPairSum's case.
+inline bool FullPairSum(const float* const* rows, const float* xs, uint32_t m, uint32_t num_fields, uint32_t ss,
+                        bool unit, float* sum) {
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+  if (m != num_fields) return false;
   if (ss == 8) {
     *sum = unit ? FullPairSum16<8, true>(rows, xs, m) : FullPairSum16<8, false>(rows, xs, m);
   } else if (ss == 4) {
@@ -222,8 +226,11 @@ inline bool FullPairSum(const float* const* rows, const float* xs, uint32_t m, u
     return false;
   }
   return true;
-}
+#else
+  (void)rows, (void)xs, (void)m, (void)num_fields, (void)ss, (void)unit, (void)sum;
+  return false;
 #endif
+}
 
 // The pair loop of one training row. Position i of the row (in field order)
 // has table row rows[i], field fields[i] and value xs[i]; `absent` lists the
@@ -485,7 +492,7 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
     }
     const float* local = local_.data();
     for (uint32_t i = 0; i < m; ++i) read_rows_[i] = local + i * F4;
-    if (!FullSum(m, 4, unit, &ffm))
+    if (!FullPairSum(read_rows_.data(), xs, m, F_, 4, unit, &ffm))
       ffm = ScaledPairSum(fields, xs, m, F_, unit,
                           [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(local + i * F4 + f * 4); });
   } else {
@@ -496,7 +503,7 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
       read_rows_[i] = rows[i].p;
       if (rows[i].slot_stride != ss) ss = 0;
     }
-    if (!FullSum(m, ss, unit, &ffm))
+    if (!FullPairSum(read_rows_.data(), xs, m, F_, ss, unit, &ffm))
       ffm = ScaledPairSum(fields, xs, m, F_, unit,
                           [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i].p + f * rows[i].slot_stride); });
   }
@@ -506,15 +513,6 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
   phi += ffm;
   *pred = LossBlock::RowPredict(loss_, phi);
   return true;
-#endif
-}
-
-bool FusedFfm::FullSum(uint32_t m, uint32_t ss, bool unit, float* sum) const {
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-  return m == F_ && FullPairSum(read_rows_.data(), xs_.data(), m, ss, unit, sum);
-#else
-  (void)m, (void)ss, (void)unit, (void)sum;
-  return false;
 #endif
 }
 
@@ -584,9 +582,7 @@ bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step,
   const float* xs = xs_.data();
   const bool unit = AllOnes(xs, m);
   float ffm;
-#if defined(__AVX512F__) && defined(__AVX512VL__)
-  if (m != F_ || !FullPairSum(rows, xs, m, ss, unit, &ffm))
-#endif
+  if (!FullPairSum(rows, xs, m, F_, ss, unit, &ffm))
     ffm = ScaledPairSum(fields, xs, m, F_, unit,
                         [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i] + f * ss); });
   if (normalize_) ffm *= scale;

@@ -53,9 +53,6 @@ class alignas(64) FusedFfm {
   LossType loss_;
   bool use_weights_;
   HotRows* hot_ = nullptr;
-  // Predict's pair sum by the 512-bit loop over read_rows_ and xs_ when every
-  // field is present and each row's slots are ss floats apart (4 or 8).
-  bool FullSum(uint32_t m, uint32_t ss, bool unit, float* sum) const;
   // Per-row scratch: each field's position in the row (-1: absent).
   template <typename T>
   using Scratch = std::vector<T, AlignedAllocator<T>>;
