@@ -1,6 +1,7 @@
 #include "model/ffm_fused.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "model/blocks.h"
@@ -470,16 +471,21 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
   const float scale = norm > 0 ? 1.0f / norm : 1.0f;
   if (normalize_) linear *= std::sqrt(scale);
   // The pair loop reads slot (j, field i) of every other row in turn. On a
-  // model mapped from its file, whose pages may be 4 KiB, that was a TLB miss
-  // per pair, so each present feature's slots are first copied, row by row,
-  // into local rows (4 floats per field): a miss per feature row. Tables in
-  // memory are on 2 MiB pages (AlignedAllocator), where the copy only cost
-  // time (bench/RESULTS.md, session 23), so they are read in place.
+  // model mapped from its file, whose pages may be 4 KiB, that can be a TLB
+  // miss per pair; copying each present feature's slots, row by row, into
+  // local rows (4 floats per field) first makes it a miss per feature row.
+  // Whether that pays depends on the host (mapped_read(): timed on the first
+  // rows). Tables in memory are on 2 MiB pages (AlignedAllocator), where the
+  // copy only cost time (bench/RESULTS.md, session 23): read in place.
   const uint32_t* fields = fields_.data();
   const float* xs = xs_.data();
   const bool unit = AllOnes(xs, m);
+  const bool probing = emb_->mapped && mapped_read_ == MappedRead::kProbe;
+  const bool copy = emb_->mapped && (mapped_read_ == MappedRead::kCopy ||
+                                     (probing && (probe_rows_ / kProbeBlockRows) % 2 == 0));
+  const auto t0 = probing ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   float ffm;
-  if (emb_->mapped) {
+  if (copy) {
     const size_t F4 = size_t(F_) * 4;
     for (uint32_t i = 0; i < m; ++i) {
       const RowRef r = vec_[i];
@@ -506,6 +512,13 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
     if (!FullPairSum(read_rows_.data(), xs, m, F_, ss, unit, &ffm))
       ffm = ScaledPairSum(fields, xs, m, F_, unit,
                           [&](uint32_t i, uint32_t f) { return _mm_loadu_ps(rows[i].p + f * rows[i].slot_stride); });
+  }
+  if (probing) {
+    if (probe_rows_ >= kProbeWarmBlocks * kProbeBlockRows)
+      probe_ns_[copy ? 0 : 1] +=
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    if (++probe_rows_ == kProbeBlocks * kProbeBlockRows)
+      mapped_read_ = probe_ns_[0] <= probe_ns_[1] ? MappedRead::kCopy : MappedRead::kInPlace;
   }
   if (normalize_) ffm *= scale;
   float phi = bias_->w[0];

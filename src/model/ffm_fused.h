@@ -44,6 +44,20 @@ class alignas(64) FusedFfm {
   // and the hot rows (model/hot_rows.h); null: the shared tables.
   void set_hot_rows(HotRows* hot) { hot_ = hot; }
 
+  // How Predict reads the rows of a model mapped from its file: copied into
+  // local rows first, or in place. Which is faster depends on the host (how
+  // the file's pages are mapped, what a TLB miss costs): in place was 1.3-1.5x
+  // faster on one kind (bench/RESULTS.md, session 27), the copy 1.2-1.4x on
+  // another (session 6). Predictions are the same bytes either way, so the
+  // first rows time both (kProbe) and the faster one is kept.
+  enum class MappedRead : uint8_t { kProbe, kCopy, kInPlace };
+  MappedRead mapped_read() const { return mapped_read_; }
+  void set_mapped_read(MappedRead r) { mapped_read_ = r; }
+  // The probe: blocks of kProbeBlockRows rows alternate between the two ways;
+  // the first kProbeWarmBlocks are not timed (cold caches), then the sums
+  // over kProbeBlocks blocks decide.
+  static constexpr uint32_t kProbeBlockRows = 256, kProbeWarmBlocks = 2, kProbeBlocks = 18;
+
  private:
   DenseParam* bias_;
   SparseTable* linear_;
@@ -53,6 +67,9 @@ class alignas(64) FusedFfm {
   LossType loss_;
   bool use_weights_;
   HotRows* hot_ = nullptr;
+  MappedRead mapped_read_ = MappedRead::kProbe;
+  uint32_t probe_rows_ = 0;
+  int64_t probe_ns_[2] = {0, 0};  // timed rows' pair sums: [0] copied, [1] in place
   // Per-row scratch: each field's position in the row (-1: absent).
   template <typename T>
   using Scratch = std::vector<T, AlignedAllocator<T>>;

@@ -2,8 +2,10 @@
 // same rows, same steps, the same parameter bytes and losses.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
+#include "model/ffm_fused.h"
 #include "model/fused_step_util.h"
 #include "model/network.h"
 
@@ -122,6 +124,51 @@ TEST(FusedFfm, PredictSameAsGenericGraph) {
   ASSERT_TRUE(net.ok());
   testing::FillForInference(&store);
   testing::ExpectFusedPredictSameAsGraph(**net, store, testing::Rows(200, 8, /*unknown_field=*/false));
+}
+
+// A table read from a mapped file (emulated: `mapped` set, weights only):
+// copied into local rows, read in place, or the probe that times both and
+// keeps one, the fused predictions are the generic graph's bytes.
+TEST(FusedFfm, MappedTablePredictsTheSameCopiedOrInPlace) {
+  for (uint32_t fields : {uint32_t(kFields), 39u}) {
+    SCOPED_TRACE(::testing::Message() << "fields " << fields);
+    const ModelSpec spec = FfmSpec(fields);
+    ParamStore store;
+    auto net = Network::Build(spec, &store, false, 9);
+    ASSERT_TRUE(net.ok());
+    testing::FillForInference(&store);
+    SparseTable& emb = store.sparse.at("field_aware_embedding");
+    const FloatVec file = emb.data;
+    emb.mapped = const_cast<float*>(file.data());
+    emb.data.assign(emb.data.size(), std::nanf(""));  // a read of the unmapped copy would show
+    const size_t n = 2 * FusedFfm::kProbeBlocks * FusedFfm::kProbeBlockRows;  // some rows take the graph
+    const ExampleBlock data = testing::Rows(n, 8, /*unknown_field=*/false, fields);
+    std::vector<float> generic(n);
+    (*net)->set_fused(false);
+    (*net)->Predict(store, data.view(), generic);
+    ASSERT_FALSE(std::isnan(generic[0]));
+    for (auto way : {FusedFfm::MappedRead::kCopy, FusedFfm::MappedRead::kInPlace, FusedFfm::MappedRead::kProbe}) {
+      SCOPED_TRACE(::testing::Message() << "way " << int(way));
+      FusedFfm fused(&store.dense.at("bias"), &store.sparse.at("linear"), &emb, fields, spec.normalize, spec.loss,
+                     false);
+      fused.set_mapped_read(way);
+      size_t same = 0, taken = 0;
+      for (size_t r = 0; r < n; ++r) {
+        float p;
+        if (!fused.Predict(store, data.row(r), &p)) continue;  // a field repeated: the graph's case
+        ++taken;
+        same += std::memcmp(&p, &generic[r], sizeof(float)) == 0;
+      }
+      EXPECT_GT(taken, n * 8 / 10);
+      EXPECT_EQ(same, taken);
+      // The probe has decided by the end; a set way stays.
+      if (way == FusedFfm::MappedRead::kProbe) {
+        EXPECT_NE(fused.mapped_read(), FusedFfm::MappedRead::kProbe);
+      } else {
+        EXPECT_EQ(fused.mapped_read(), way);
+      }
+    }
+  }
 }
 
 }  // namespace
