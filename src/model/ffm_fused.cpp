@@ -446,7 +446,9 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
   return false;
 #else
   if (emb_->k != 4) return false;
-  Prefetch(next);
+  // The known flag of each feature is one more random byte: its load was 39%
+  // of this function's samples on the 2M-row set (bench/RESULTS.md, session 27).
+  Prefetch(next, store.known.empty() ? nullptr : &store.known);
   std::fill(pos_.begin(), pos_.end(), -1);
   float linear = 0, norm = 0;
   for (size_t i = 0; i < row.size(); ++i) {
@@ -529,8 +531,11 @@ bool FusedFfm::Predict(const ParamStore& store, std::span<const Feature> row, fl
 #endif
 }
 
-void FusedFfm::Prefetch(std::span<const Feature> row) const {
-  for (const Feature& f : row) PrefetchFeature(*emb_, *linear_, hot_ ? &hot_->index() : nullptr, f);
+void FusedFfm::Prefetch(std::span<const Feature> row, const std::vector<uint8_t>* known) const {
+  for (const Feature& f : row) {
+    PrefetchFeature(*emb_, *linear_, hot_ ? &hot_->index() : nullptr, f);
+    if (known && f.index < known->size()) PrefetchL1(known->data() + f.index);
+  }
 }
 
 bool FusedFfm::Step(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,

@@ -37,8 +37,9 @@ class alignas(64) FusedFfm {
   bool Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
                std::span<const Feature> next = {});
 
-  // Starts loading the table rows of `row`'s features.
-  void Prefetch(std::span<const Feature> row) const;
+  // Starts loading the table rows of `row`'s features (and, given, their
+  // known flags).
+  void Prefetch(std::span<const Feature> row, const std::vector<uint8_t>* known = nullptr) const;
 
   // Training with several threads: Step trains on these copies of the bias
   // and the hot rows (model/hot_rows.h); null: the shared tables.
