@@ -48,7 +48,7 @@ class alignas(64) FusedFfm {
   // How Predict reads the rows of a model mapped from its file: copied into
   // local rows first, or in place. Which is faster depends on the host (how
   // the file's pages are mapped, what a TLB miss costs): in place was 1.3-1.5x
-  // faster on one kind (bench/RESULTS.md, session 27), the copy 1.2-1.4x on
+  // faster on one kind (bench/RESULTS.md, session 27), the copy faster on
   // another (session 6). Predictions are the same bytes either way, so the
   // first rows time both (kProbe) and the faster one is kept.
   enum class MappedRead : uint8_t { kProbe, kCopy, kInPlace };
