@@ -94,9 +94,17 @@ class CacheSource : public ExampleSource {
   // block verifies its checksum; Corruption if it does not match. Thread-safe.
   Result<BatchView> block(size_t i) const;
 
+  // For readers that walk stored blocks on several threads themselves: block
+  // i read into a buffer (pread) and verified the first time, as NextViews
+  // reads it; the view stays valid until ReleaseBlock(i). Thread-safe for
+  // distinct blocks.
+  Result<BatchView> ReadBlock(size_t i) const { return LoadedBlock(i); }
+  void ReleaseBlock(size_t i) const { ReleaseBlockPages(i); }
+
   // Deterministic in (seed, epoch); also rewinds.
   void SetShuffle(uint64_t seed, uint32_t epoch);
   void ClearShuffle();  // back to storage order; also rewinds
+  bool shuffled() const { return shuffled_; }
   // The epoch order, for trainers that walk block() views themselves.
   const std::vector<uint32_t>& block_order() const { return block_order_; }
   void RowOrder(size_t block_index, std::vector<uint32_t>* order) const;

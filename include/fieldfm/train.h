@@ -115,7 +115,9 @@ Result<std::shared_ptr<Model>> LoadModel(const std::string& path, bool map_in_pl
 // to call from many threads on the same model.
 void PredictBatch(const Model& model, const BatchView& batch, std::span<float> out);
 // Receives one block of predictions at a time, in input order, with the
-// block's labels and weights (1 when the input has none).
+// block's labels and weights (1 when the input has none). One call at a time,
+// but not always on the caller's thread: from a binary cache each worker
+// hands its own block over, while the others go on predicting.
 using PredictionSink =
     std::function<Status(std::span<const float> pred, std::span<const float> labels, std::span<const float> weights)>;
 // Streams a whole source through the model with `threads` threads, keeping row

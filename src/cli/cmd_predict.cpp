@@ -8,7 +8,6 @@
 #include "train/predict_file.h"
 #include "util/atomic_file.h"
 #include "util/float_text.h"
-#include "util/parallel.h"
 
 namespace fieldfm::cli {
 namespace {
@@ -30,29 +29,26 @@ char* FormatPrediction(float v, char* p) {
   return p;
 }
 
-// Streams: each block's predictions are formatted (split over the threads)
-// and appended as they come, so memory does not grow with the input. The
-// output appears atomically at the end. A summary line goes to stderr (the
-// predictions may be on stdout).
+// Streams: each block's predictions are formatted and appended as they come,
+// so memory does not grow with the input. The output appears atomically at
+// the end. A summary line goes to stderr (the predictions may be on stdout).
+// Formatting stays on the sink's thread: from a binary cache that is a worker
+// whose block's turn came while the others predict theirs (PredictSource),
+// and splitting it further would take a core from them.
 Status Run(const PredictFlags& f) {
   AtomicFile out;
   FIELDFM_RETURN_IF_ERROR(out.Open(f.output));
   const int threads = std::max(1, f.threads);
-  std::vector<std::string> parts(threads);
+  std::string text;
   PredictTimings t;
   FIELDFM_RETURN_IF_ERROR(PredictFileTo(
       f.model, f.input, f.threads, f.skip_bad_lines,
       [&](std::span<const float> pred, std::span<const float>, std::span<const float>) {
-        for (std::string& s : parts) s.clear();  // a part with no rows stays empty
-        ParallelParts(pred.size(), threads, [&](int t, size_t b, size_t e) {
-          std::string& s = parts[t];
-          s.resize((e - b) * (kMaxPredictionChars + 1));
-          char* p = s.data();
-          for (size_t i = b; i < e; ++i) p = FormatPrediction(pred[i], p);
-          s.resize(size_t(p - s.data()));
-        });
-        for (const std::string& s : parts) FIELDFM_RETURN_IF_ERROR(out.Write(s));
-        return Status::Ok();
+        text.resize(pred.size() * (kMaxPredictionChars + 1));
+        char* p = text.data();
+        for (const float v : pred) p = FormatPrediction(v, p);
+        text.resize(size_t(p - text.data()));
+        return out.Write(text);
       },
       &t));
   FIELDFM_RETURN_IF_ERROR(out.Commit());

@@ -1,9 +1,12 @@
 // Everything a trained model does after training: unseen vectors, save/load,
 // batched prediction, metadata and export.
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -117,30 +120,72 @@ void PredictParallel(const Model& model, const BatchView& all, int threads, std:
   });
 }
 
+// A binary cache, block-parallel: each worker (this thread and threads - 1
+// more) claims the next stored block, reads and verifies it, predicts all its
+// rows, waits for its turn and hands them to the sink. Reading, checking and
+// predicting then never wait on one another: splitting each block's rows
+// over the threads instead put the read, the checksum, the sink and a
+// fork/join per block on one thread, and two threads predicted lr only
+// 1.4x faster than one (bench/RESULTS.md, session 28). The rows are read in
+// place in the block's buffer: copying them out was a tenth of an lr predict.
+// The first error in input order is the one returned (a later block's worker
+// may fail first); the sink has then seen every block before it.
+Status PredictCacheBlocks(const Model& model, const CacheSource& cache, int threads, const PredictionSink& sink) {
+  if (cache.shuffled()) return Status::InvalidArgument("predicting a cache reads it in storage order: clear its shuffle");
+  const std::vector<uint32_t>& order = cache.block_order();
+  std::atomic<size_t> next_claim{0};
+  std::mutex mu;
+  std::condition_variable turn;
+  size_t next_emit = 0;  // guarded by mu, as are the two below
+  size_t error_pos = SIZE_MAX;
+  Status error;
+  const auto fail = [&](size_t pos, Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (pos < error_pos) error_pos = pos, error = std::move(s);
+    turn.notify_all();
+  };
+  const auto work = [&] {
+    std::vector<float> pred;
+    for (;;) {
+      const size_t pos = next_claim.fetch_add(1, std::memory_order_relaxed);
+      if (pos >= order.size()) return;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (pos > error_pos) return;
+      }
+      const size_t b = order[pos];
+      Result<BatchView> v = cache.ReadBlock(b);
+      if (!v.ok()) return fail(pos, v.status());
+      pred.resize(v->rows);
+      PredictBatch(model, *v, pred);
+      std::unique_lock<std::mutex> lock(mu);
+      turn.wait(lock, [&] { return next_emit == pos || error_pos < pos; });
+      if (error_pos < pos) return;
+      lock.unlock();
+      Status s = sink(std::span<const float>(pred), std::span<const float>(v->labels, v->rows),
+                      std::span<const float>(v->weights, v->rows));
+      cache.ReleaseBlock(b);
+      if (!s.ok()) return fail(pos, std::move(s));
+      lock.lock();
+      ++next_emit;
+      turn.notify_all();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads && size_t(t) < order.size(); ++t) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  return error_pos == SIZE_MAX ? Status::Ok() : error;
+}
+
 }  // namespace
 
 Status PredictSource(const Model& model, ExampleSource& source, int threads, const PredictionSink& sink) {
   FIELDFM_RETURN_IF_ERROR(source.Rewind());
   threads = std::max(1, threads);
+  if (auto* cache = dynamic_cast<CacheSource*>(&source)) return PredictCacheBlocks(model, *cache, threads, sink);
   constexpr size_t kBlockRows = 1 << 15;
   std::vector<float> pred;
-  if (auto* cache = dynamic_cast<CacheSource*>(&source)) {
-    // A binary cache is read in place (views of its mapped blocks): copying
-    // rows out was a tenth of an lr predict.
-    std::vector<BatchView> segments;
-    cache->set_verify_threads(threads);
-    while (true) {
-      FIELDFM_ASSIGN_OR_RETURN(size_t n, cache->NextViews(&segments, kBlockRows));
-      if (n == 0) break;
-      for (const BatchView& v : segments) {
-        pred.resize(v.rows);
-        PredictParallel(model, v, threads, pred);
-        FIELDFM_RETURN_IF_ERROR(sink(std::span<const float>(pred), std::span<const float>(v.labels, v.rows),
-                                     std::span<const float>(v.weights, v.rows)));
-      }
-    }
-    return Status::Ok();
-  }
   ExampleBlock block;
   while (true) {
     FIELDFM_ASSIGN_OR_RETURN(size_t n, source.Next(&block, kBlockRows));

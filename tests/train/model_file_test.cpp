@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "fieldfm/data.h"
 #include "fieldfm/predictor.h"
 #include "fieldfm/train.h"
+#include "data/cache_format.h"
 #include "train/best_snapshot.h"
 #include "train/memory_source.h"
 #include "train/metrics.h"
@@ -672,6 +674,83 @@ TEST(PredictSource, CacheViewsMatchRowsInMemory) {
   EXPECT_TRUE(clabels == labels);
   EXPECT_TRUE(cweights == weights);
   EXPECT_EQ(cpred.size(), test.data.rows());
+}
+
+// From a binary cache each of three workers predicts whole stored blocks; the
+// sink still gets them one call at a time, in input order, a call per block.
+// With two damaged blocks the error is the first in input order and the sink
+// has seen exactly the blocks before it; a sink error stops the run at once.
+TEST(PredictSource, CacheBlocksOnThreeThreadsKeepOrderAndTheFirstError) {
+  TempDir dir;
+  auto train = MakeSynthetic(2000, 5, 8, 1, 2), test = MakeSynthetic(20000, 5, 8, 1, 3);
+  MemorySource src(train.data);
+  auto model = Train(SmallOptions(ModelType::kFfm), src, nullptr, "{}", {});
+  ASSERT_TRUE(model.ok());
+  MemorySource te(test.data);
+  std::vector<float> pred;
+  ASSERT_TRUE(PredictSource(**model, te, 1, &pred, nullptr, nullptr).ok());
+  const std::string path = dir / "test.bin";
+  constexpr size_t kBlockRows = 997;  // 21 stored blocks, the last one short
+  ASSERT_TRUE(te.Rewind().ok());
+  ASSERT_TRUE(BuildCache(te, CacheKey{}, path, kBlockRows).ok());
+
+  std::vector<float> got;
+  std::atomic<int> inside{0};
+  bool overlapped = false, labels_in_order = true;
+  size_t calls = 0;
+  const PredictionSink collect = [&](std::span<const float> p, std::span<const float> l, std::span<const float>) {
+    if (inside.fetch_add(1) != 0) overlapped = true;
+    for (size_t i = 0; i < l.size(); ++i) labels_in_order &= l[i] == test.data.labels[got.size() + i];
+    got.insert(got.end(), p.begin(), p.end());
+    std::this_thread::yield();  // gives another worker the chance to enter too early
+    ++calls;
+    inside.fetch_sub(1);
+    return Status::Ok();
+  };
+  {
+    auto cache = OpenCache(path);
+    ASSERT_TRUE(cache.ok()) << cache.status().ToString();
+    ASSERT_EQ((*cache)->num_blocks(), 21u);
+    ASSERT_TRUE(PredictSource(**model, **cache, 3, collect).ok());
+    EXPECT_FALSE(overlapped);
+    EXPECT_TRUE(labels_in_order);
+    EXPECT_EQ(calls, 21u);
+    EXPECT_TRUE(got == pred);
+
+    calls = 0;
+    Status st = PredictSource(**model, **cache, 3, [&](auto, auto, auto) {
+      return ++calls == 3 ? Status::IOError("disk full") : Status::Ok();
+    });
+    EXPECT_NE(st.ToString().find("disk full"), std::string::npos) << st.ToString();
+    EXPECT_EQ(calls, 3u);
+  }
+
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  cache_format::CacheHeader h;
+  std::memcpy(&h, bytes.data(), sizeof(h));
+  for (const size_t b : {12u, 5u}) {
+    cache_format::BlockIndexEntry e;
+    std::memcpy(&e, bytes.data() + h.index_offset + b * sizeof(e), sizeof(e));
+    bytes[e.offset + cache_format::BlockLayout::For(e.rows, e.features).features] ^= 0x10;  // a feature of block b
+  }
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+  }
+  auto damaged = OpenCache(path);
+  ASSERT_TRUE(damaged.ok()) << damaged.status().ToString();
+  got.clear();
+  calls = 0;
+  Status st = PredictSource(**model, **damaged, 3, collect);
+  EXPECT_EQ(st.code(), StatusCode::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find("block 5 "), std::string::npos) << st.message();
+  EXPECT_EQ(calls, 5u);
+  EXPECT_EQ(got.size(), 5 * kBlockRows);
+  EXPECT_FALSE(overlapped);
 }
 
 }  // namespace
