@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fieldfm/example.h"
@@ -75,10 +76,15 @@ class CacheSource : public ExampleSource {
   // InvalidArgument after SetShuffle): *segments gets one view per stored
   // block touched. Next and NextViews read each block into a buffer (pread,
   // not the mapping: see Mapping in cache.cpp). Views stay valid until the
-  // next call, which frees the buffers of blocks it has finished (so training
-  // on views keeps resident memory flat too). Returns the number of rows, 0
-  // at the end.
+  // next call (or longer: set_views_kept), which frees the buffers of blocks
+  // it has finished (so training on views keeps resident memory flat too).
+  // Returns the number of rows, 0 at the end.
   Result<size_t> NextViews(std::vector<BatchView>* segments, size_t max_rows);
+  // Views stay valid for `calls` further calls of NextViews instead of one
+  // (at least 1): a reader can then fetch the next rows while the previous
+  // call's views are still in use (the trainer, which reads and shuffles its
+  // next block while it trains on this one).
+  void set_views_kept(int calls) { views_kept_ = calls < 1 ? 1 : calls; }
   // With threads > 1, NextViews first reads (and, the first time, verifies)
   // the blocks it is about to view (at least `threads` of them) on that many
   // threads: the checksum and the first touch of a block's pages were a
@@ -115,7 +121,9 @@ class CacheSource : public ExampleSource {
   // Unmaps block i's pages from this process once Next has copied it out, so
   // a pass over the cache does not grow resident memory with the rows read.
   void ReleaseBlockPages(size_t i) const;
-  void ReleaseFinishedViews();  // the pages of views_done_'s blocks
+  // The pages of views_done_'s blocks finished views_kept_ or more calls ago
+  // (all of them: Rewind).
+  void ReleaseFinishedViews(bool all = false);
   // Block i read into a buffer (kept until ReleaseBlockPages(i)), verified
   // the first time the block is seen. Thread-safe.
   Result<BatchView> LoadedBlock(size_t i) const;
@@ -135,7 +143,11 @@ class CacheSource : public ExampleSource {
   size_t cursor_row_ = 0;
   std::vector<uint32_t> row_order_;  // of the current block when shuffled
   size_t row_order_block_ = SIZE_MAX;
-  std::vector<size_t> views_done_;  // blocks NextViews finished, released on its next call
+  // Blocks NextViews finished, with the number of the call that finished
+  // them; released views_kept_ calls later.
+  std::vector<std::pair<uint64_t, size_t>> views_done_;
+  uint64_t views_calls_ = 0;
+  int views_kept_ = 1;
   int verify_threads_ = 1;
 };
 

@@ -501,7 +501,7 @@ void CacheSource::ClearShuffle() {
 }
 
 Status CacheSource::Rewind() {
-  ReleaseFinishedViews();
+  ReleaseFinishedViews(/*all=*/true);
   cursor_block_ = 0;
   cursor_row_ = 0;
   row_order_block_ = SIZE_MAX;
@@ -510,9 +510,16 @@ Status CacheSource::Rewind() {
   return Status::Ok();
 }
 
-void CacheSource::ReleaseFinishedViews() {
-  for (size_t b : views_done_) ReleaseBlockPages(b);
-  views_done_.clear();
+void CacheSource::ReleaseFinishedViews(bool all) {
+  size_t kept = 0;
+  for (const auto& [call, b] : views_done_) {
+    if (all || call + uint64_t(views_kept_) <= views_calls_) {
+      ReleaseBlockPages(b);
+    } else {
+      views_done_[kept++] = {call, b};
+    }
+  }
+  views_done_.resize(kept);
 }
 
 void CacheSource::ReleaseBlockPages(size_t i) const {
@@ -589,6 +596,7 @@ void CacheSource::VerifyAhead(size_t max_rows) const {
 
 Result<size_t> CacheSource::NextViews(std::vector<BatchView>* segments, size_t max_rows) {
   if (shuffled_) return Status::InvalidArgument("cache views are in storage order; shuffle rows in the trainer");
+  ++views_calls_;
   ReleaseFinishedViews();
   if (verify_threads_ > 1) VerifyAhead(max_rows);
   segments->clear();
@@ -603,7 +611,7 @@ Result<size_t> CacheSource::NextViews(std::vector<BatchView>* segments, size_t m
     rows += take;
     cursor_row_ += take;
     if (cursor_row_ == v.rows) {
-      views_done_.push_back(b);
+      views_done_.emplace_back(views_calls_, b);
       ++cursor_block_;
       cursor_row_ = 0;
     }

@@ -250,6 +250,13 @@ Status Trainer::Setup(const std::string& pipeline_json) {
     step_ = m.store.step;
     rows_total_ = m.training.value("rows", uint64_t(0));
   }
+  if (auto* cache = dynamic_cast<CacheSource*>(&train_)) {
+    // Epoch's double buffer reads a block while the last one's views are in
+    // use, on its own thread while the others train (one more verifying
+    // thread would only take a core from them).
+    cache->set_views_kept(2);
+    cache->set_verify_threads(1);
+  }
   m.pipeline_json = pipeline_json;
   m.min_count = o_.min_count;
   m.unseen = o_.unseen;
@@ -386,22 +393,36 @@ Status Trainer::Epoch(int epoch, EpochReport* report) {
     }
   } restore{redirect_.get()};
   if (redirect_) redirect_->Install();
-  ExampleBlock copied;
-  std::vector<BatchView> segments;
-  RowSet block, scratch;
-  std::vector<uint32_t> order;
-  uint64_t rows = 0;
-  for (uint64_t block_no = 0;; ++block_no) {
-    FIELDFM_ASSIGN_OR_RETURN(size_t n, NextRows(train_, o_.block_rows, &copied, &segments, &block));
-    if (n == 0) break;
-    order.resize(n);
-    std::iota(order.begin(), order.end(), 0u);
-    const uint64_t block_seed = Mix64(Mix64(o_.seed ^ Mix64(uint64_t(epoch))) + block_no);
-    if (o_.shuffle) {
-      for (size_t i = n - 1; i > 0; --i) std::swap(order[i], order[Mix64(block_seed + i) % (i + 1)]);
-      block.Permute(order, &scratch);
-      std::iota(order.begin(), order.end(), 0u);
+  // Double-buffered: while the other workers train on one block, this thread
+  // reads and shuffles the next, then joins them (it claims chunks from the
+  // same cursor, so nothing waits for it). Read, shuffle and a fork/join in
+  // series between blocks held two lr threads' epoch at 1.5x one thread's
+  // (bench/RESULTS.md, session 28). With one thread the same work runs in the
+  // same order: bytes do not change.
+  struct Prepared {
+    ExampleBlock copied;
+    std::vector<BatchView> segments;
+    RowSet rows, scratch;
+    std::vector<uint32_t> order;
+    uint64_t seed = 0;
+  };
+  const auto prepare = [&](Prepared* p, uint64_t block_no) -> Status {
+    FIELDFM_ASSIGN_OR_RETURN(size_t n, NextRows(train_, o_.block_rows, &p->copied, &p->segments, &p->rows));
+    p->order.resize(n);
+    std::iota(p->order.begin(), p->order.end(), 0u);
+    p->seed = Mix64(Mix64(o_.seed ^ Mix64(uint64_t(epoch))) + block_no);
+    if (o_.shuffle && n > 1) {
+      for (size_t i = n - 1; i > 0; --i) std::swap(p->order[i], p->order[Mix64(p->seed + i) % (i + 1)]);
+      p->rows.Permute(p->order, &p->scratch);
+      std::iota(p->order.begin(), p->order.end(), 0u);
     }
+    return Status::Ok();
+  };
+  Prepared cur, next;
+  uint64_t rows = 0;
+  FIELDFM_RETURN_IF_ERROR(prepare(&cur, 0));
+  for (uint64_t block_no = 0; cur.rows.size() > 0; ++block_no) {
+    const size_t n = cur.rows.size();
     // Threads claim chunks of the block from one cursor, so a thread slowed
     // by other load does not hold the rest at the block's end. A batch's seed
     // and optimizer step follow from its position in the block alone (no
@@ -411,9 +432,12 @@ Status Trainer::Epoch(int epoch, EpochReport* report) {
     std::atomic<size_t> cursor{0};
     std::vector<std::thread> threads;
     for (size_t t = 1; t < T; ++t)
-      threads.emplace_back([&, t] { TrainRows(workers_[t], block, order, Mix64(block_seed), step_base, &cursor); });
-    TrainRows(workers_[0], block, order, Mix64(block_seed), step_base, &cursor);
+      threads.emplace_back(
+          [&, t] { TrainRows(workers_[t], cur.rows, cur.order, Mix64(cur.seed), step_base, &cursor); });
+    const Status read = prepare(&next, block_no + 1);
+    TrainRows(workers_[0], cur.rows, cur.order, Mix64(cur.seed), step_base, &cursor);
     for (auto& th : threads) th.join();
+    FIELDFM_RETURN_IF_ERROR(read);
     step_ = step_base + (n + o_.batch_size - 1) / o_.batch_size;
     rows += n;
     if (cb_.on_progress) {
@@ -422,6 +446,7 @@ Status Trainer::Epoch(int epoch, EpochReport* report) {
       cb_.on_progress(Progress{epoch + 1, rows, rows_total_, MeanLoss(o_.model.loss, loss, weight),
                                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()});
     }
+    std::swap(cur, next);
   }
   double loss = 0, weight = 0;
   for (auto& w : workers_) loss += w.loss, weight += w.weight;

@@ -240,6 +240,41 @@ TEST(Cache, NextViewsGiveNextsRowsInPlace) {
   std::filesystem::remove(path);
 }
 
+// set_views_kept(2): a call's views stay intact through the next call, as
+// the trainer's double buffer needs. With the default (1) the next call's
+// block is read into the freed buffer, so the check below can fail.
+TEST(Cache, ViewsKeptForTwoCallsSurviveTheNextRead) {
+  ExampleBlock rows = MakeRows(1000, 3);
+  std::string path = BuildTestCache("viewskept", rows, 64);
+  auto src = OpenCache(path);
+  ASSERT_TRUE(src.ok());
+  const BatchView stored0 = *(*src)->block(0), stored1 = *(*src)->block(1);
+  const size_t bytes0 = stored0.offsets[64] * sizeof(Feature);
+  std::vector<BatchView> first, second;
+  // Default: the second call's block 1 lands where block 0's view pointed.
+  ASSERT_TRUE((*src)->NextViews(&first, 64).ok());
+  ASSERT_TRUE((*src)->NextViews(&second, 64).ok());
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].features, second[0].features);
+  EXPECT_EQ(std::memcmp(second[0].features, stored1.features, stored1.offsets[64] * sizeof(Feature)), 0);
+  // Kept for two calls: block 0's view still reads block 0 after block 1 and
+  // is released on the third call, whose block then reuses its buffer.
+  ASSERT_TRUE((*src)->Rewind().ok());
+  (*src)->set_views_kept(2);
+  std::vector<BatchView> third;
+  ASSERT_TRUE((*src)->NextViews(&first, 64).ok());
+  ASSERT_TRUE((*src)->NextViews(&second, 64).ok());
+  EXPECT_NE(first[0].features, second[0].features);
+  EXPECT_EQ(std::memcmp(first[0].features, stored0.features, bytes0), 0);
+  EXPECT_EQ(std::memcmp(second[0].features, stored1.features, stored1.offsets[64] * sizeof(Feature)), 0);
+  ASSERT_TRUE((*src)->NextViews(&third, 64).ok());
+  EXPECT_EQ(third[0].features, first[0].features);
+  // The rest of the pass still gives every row once, in order.
+  ASSERT_TRUE((*src)->Rewind().ok());
+  EXPECT_EQ(ReadAllViews(**src, 100), Rows(rows));
+  std::filesystem::remove(path);
+}
+
 // Resident kB of this process's mapping of `path` (0 if not mapped).
 size_t MappedResidentKb(const std::string& path) {
   std::ifstream smaps("/proc/self/smaps");
