@@ -396,7 +396,7 @@ Status Trainer::Epoch(int epoch, EpochReport* report) {
   // Double-buffered: while the other workers train on one block, this thread
   // reads and shuffles the next, then joins them (it claims chunks from the
   // same cursor, so nothing waits for it). Read, shuffle and a fork/join in
-  // series between blocks held two lr threads' epoch at 1.5x one thread's
+  // series between blocks held two lr threads' epoch at 1.4x one thread's
   // (bench/RESULTS.md, session 28). With one thread the same work runs in the
   // same order: bytes do not change. Alone, this thread trains first.
   struct Prepared {
