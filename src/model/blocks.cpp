@@ -1,6 +1,7 @@
 #include "model/blocks.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -1161,17 +1162,27 @@ template <int K, class Resolve>
     }
 }
 
-bool LinearFmStep::Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
-                           std::span<const Feature> next) {
-  if (emb_ && mean_) return false;
-  // The next row's weights and known flags (one more random byte per
-  // feature) load while this row is scored.
-  PrefetchNext(next, store.known.empty() ? nullptr : &store.known);
-  // Always inline: GCC kept this lambda out of line, a call per feature and
-  // table (11% of an fm predict's profile).
-  const auto resolve = [&](const SparseTable& t, const Feature& f) __attribute__((always_inline)) {
-    return ResolveRow(store, t, f, false);
-  };
+bool FoldKnownIntoLinear(ParamStore* store) {
+  store->known_linear = KnownLinear{};
+  const auto it = store->sparse.find("linear");
+  if (it == store->sparse.end()) return false;
+  const SparseTable& lin = it->second;
+  if (lin.k != 1 || lin.slots != 1 || lin.state != 0 || lin.slot_state != 0) return false;
+  if (!store->known.empty() && store->known.size() != lin.rows) return false;
+  KnownLinear out;
+  out.w.resize(lin.rows);
+  const float unknown = std::bit_cast<float>(KnownLinear::kUnknownBits);
+  const float* w = lin.base();
+  for (uint64_t j = 0; j < lin.rows; ++j) {
+    if (std::bit_cast<uint32_t>(w[j]) == KnownLinear::kUnknownBits) return false;
+    out.w[j] = store->known.empty() || store->known[j] ? w[j] : unknown;
+  }
+  store->known_linear = std::move(out);
+  return true;
+}
+
+template <class Resolve>
+[[gnu::always_inline]] inline float LinearFmStep::Score(std::span<const Feature> row, const Resolve& resolve) {
   float inst, lin_scale, phi;
   if (emb_ && emb_->k == 4) {
     phi = ForwardK<4>(row, resolve, bias_->w[0], &inst, &lin_scale);
@@ -1180,7 +1191,43 @@ bool LinearFmStep::Predict(const ParamStore& store, std::span<const Feature> row
   } else {
     phi = ForwardK<0>(row, resolve, bias_->w[0], &inst, &lin_scale);
   }
-  *pred = LossBlock::RowPredict(loss_, double(phi));
+  return LossBlock::RowPredict(loss_, double(phi));
+}
+
+bool LinearFmStep::Predict(const ParamStore& store, std::span<const Feature> row, float* pred,
+                           std::span<const Feature> next) {
+  if (emb_ && mean_) return false;
+  if (!store.known_linear.empty()) return PredictKnownLinear(store, row, pred, next);
+  // The next row's weights and known flags (one more random byte per
+  // feature) load while this row is scored.
+  PrefetchNext(next, store.known.empty() ? nullptr : &store.known);
+  // Always inline: GCC kept this lambda out of line, a call per feature and
+  // table (11% of an fm predict's profile).
+  const auto resolve = [&](const SparseTable& t, const Feature& f) __attribute__((always_inline)) {
+    return ResolveRow(store, t, f, false);
+  };
+  *pred = Score(row, resolve);
+  return true;
+}
+
+bool LinearFmStep::PredictKnownLinear(const ParamStore& store, std::span<const Feature> row, float* pred,
+                                      std::span<const Feature> next) {
+  const FloatVec& known_w = store.known_linear.w;
+  for (const Feature& f : next)
+    if (f.index < known_w.size()) {
+      PrefetchL1(known_w.data() + f.index);
+      if (emb_) PrefetchL1(emb_->row(f.index));
+    }
+  // ResolveRow's rule, with the known flag read from the linear weight.
+  const auto resolve = [&](const SparseTable& t, const Feature& f) __attribute__((always_inline)) -> RowRef {
+    if (f.field >= store.num_fields) return {};
+    if (f.index < t.rows && f.index < known_w.size() &&
+        std::bit_cast<uint32_t>(known_w[f.index]) != KnownLinear::kUnknownBits)
+      return &t == lin_ ? RowRef{known_w.data() + f.index, 1} : RowRef{t.row(f.index), t.slot_stride()};
+    if (t.unseen.empty()) return {};
+    return {t.unseen_row(f.field), t.k};
+  };
+  *pred = Score(row, resolve);
   return true;
 }
 

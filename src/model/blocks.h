@@ -236,6 +236,12 @@ class LossBlock : public Block {
 
 // ---- one-row lr / fm steps ----------------------------------------------------
 
+// Fills store->known_linear from the "linear" table and the known flags of
+// an inference store (no optimizer state), for LinearFmStep::Predict. False,
+// leaving it empty, when the table has another shape or a known weight has
+// kUnknownBits' bits.
+bool FoldKnownIntoLinear(ParamStore* store);
+
 // bias + linear (+ embedding -> fm) -> loss -> optimizer for ONE row, in one
 // pass over its features: the graph's operations in the graph's order (the
 // same bytes, tested) without its per-row matrices, virtual calls and
@@ -262,6 +268,12 @@ class LinearFmStep {
   float ForwardK(std::span<const Feature> row, const Resolve& resolve, float bias, float* inst, float* lin_scale);
   // Starts loading the next row's weights (and, given, its known flags).
   void PrefetchNext(std::span<const Feature> next, const std::vector<uint8_t>* known) const;
+  // Inference's prediction of one row, its rows found by `resolve`.
+  template <class Resolve>
+  float Score(std::span<const Feature> row, const Resolve& resolve);
+  // Predict with store.known_linear for the known flags: the same bytes.
+  bool PredictKnownLinear(const ParamStore& store, std::span<const Feature> row, float* pred,
+                          std::span<const Feature> next);
   template <int K>
   bool StepK(const BatchView& b, const OptimizerConfig& c, uint64_t step, std::span<const Feature> next,
              double* loss_sum, double* weight_sum);

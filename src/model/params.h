@@ -110,6 +110,16 @@ struct DenseParam {
   bool l2 = false;            // lambda_dense applies (weight matrices, not biases)
 };
 
+// Inference of lr and fm: each index's linear weight, or kUnknownBits where
+// it has no vector of its own (known[j] == 0). One 4-byte read per feature
+// then answers both; the known flags were one more random read per feature
+// (bench/RESULTS.md, session 29). Built by FoldKnownIntoLinear (blocks.h).
+struct KnownLinear {
+  static constexpr uint32_t kUnknownBits = 0x7fc0dea1u;  // a NaN arithmetic never makes
+  FloatVec w;
+  bool empty() const { return w.empty(); }
+};
+
 // All parameters of one model, by name. Names are assigned by the model
 // declarations, so a file can be matched to a freshly built graph.
 struct ParamStore {
@@ -121,6 +131,9 @@ struct ParamStore {
   std::map<std::string, DenseParam> dense;
   // Inference: which indices have their own vector (seen >= min_count times).
   std::vector<uint8_t> known;
+  // Inference of lr and fm (empty: read `known` and the linear table).
+  // Built after the tables' last change; nothing updates it.
+  KnownLinear known_linear;
   uint64_t step = 0;  // optimizer steps taken (Adam bias correction)
 };
 

@@ -63,6 +63,10 @@ Result<std::shared_ptr<Model>> LoadModel(const std::string& path, bool map_in_pl
   for (auto& [name, t] : m->store.sparse)
     if (name != "linear" && t.unseen.size() != size_t(m->spec.num_fields) * t.slots * t.k)
       return Status::Corruption(path + ": missing unseen vectors for " + name);
+  // One random read per feature fewer (lr predict 18% faster, session 29);
+  // a model it cannot fold is scored with the flags, as before.
+  if ((m->spec.type == ModelType::kLr || m->spec.type == ModelType::kFm) && !m->spec.mean_pooling)
+    FoldKnownIntoLinear(&m->store);
   m->pool->Release(std::move(*net));
   return m;
 }

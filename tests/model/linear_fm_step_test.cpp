@@ -2,6 +2,10 @@
 // the generic graph: same rows, same steps, the same parameter bytes and losses.
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <cstring>
+
+#include "model/blocks.h"
 #include "model/fused_step_util.h"
 #include "model/network.h"
 
@@ -84,6 +88,54 @@ TEST(LinearFmStep, PredictSameAsGenericGraph) {
           testing::FillForInference(&store);
           testing::ExpectFusedPredictSameAsGraph(**net, store, testing::Rows(200, 8, /*unknown_field=*/true));
         }
+}
+
+// With the known flags folded into the linear weights (as LoadModel does for
+// lr and fm), the same floats again; indices past the tables included.
+TEST(LinearFmStep, PredictWithKnownFoldedIntoLinearSameAsGraph) {
+  for (ModelType type : {ModelType::kLr, ModelType::kFm})
+    for (uint32_t k : {3u, 4u, 8u}) {
+      if (type == ModelType::kLr && k != 3) continue;
+      SCOPED_TRACE(::testing::Message() << Name(type) << " k " << k);
+      ParamStore store;
+      auto net = Network::Build(Spec(type, k, LossType::kLogloss, true), &store, false, 9);
+      ASSERT_TRUE(net.ok());
+      testing::FillForInference(&store);
+      ExampleBlock data = testing::Rows(200, 8, /*unknown_field=*/true);
+      data.features[4].index = kIndices + 3;
+      std::vector<float> graph(data.rows()), folded(data.rows());
+      (*net)->set_fused(false);
+      (*net)->Predict(store, data.view(), graph);
+      ASSERT_TRUE(FoldKnownIntoLinear(&store));
+      EXPECT_EQ(store.known_linear.w.size(), kIndices);
+      // The folded weights alone now say which indices are known: with every
+      // flag set, the graph would score the unseen indices by their own rows.
+      store.known.assign(kIndices, 1);
+      (*net)->set_fused(true);
+      (*net)->Predict(store, data.view(), folded);
+      EXPECT_EQ(0, std::memcmp(graph.data(), folded.data(), graph.size() * sizeof(float)));
+      (*net)->set_fused(false);
+      (*net)->Predict(store, data.view(), folded);
+      EXPECT_NE(0, std::memcmp(graph.data(), folded.data(), graph.size() * sizeof(float)));
+    }
+}
+
+TEST(LinearFmStep, FoldKnownIntoLinearRefusesWhatItCannotFold) {
+  ParamStore store;
+  auto net = Network::Build(Spec(ModelType::kFm, 4, LossType::kLogloss, true), &store, false, 9);
+  ASSERT_TRUE(net.ok());
+  testing::FillForInference(&store);
+  store.sparse.at("linear").data[1] = std::bit_cast<float>(KnownLinear::kUnknownBits);  // a known index
+  EXPECT_FALSE(FoldKnownIntoLinear(&store));
+  EXPECT_TRUE(store.known_linear.empty());
+  store.sparse.at("linear").data[1] = 0.5f;
+  store.known.resize(kIndices - 1);  // flags that do not match the table
+  EXPECT_FALSE(FoldKnownIntoLinear(&store));
+  store.known.assign(kIndices, 1);
+  EXPECT_TRUE(FoldKnownIntoLinear(&store));
+  store.sparse.erase("linear");
+  EXPECT_FALSE(FoldKnownIntoLinear(&store));
+  EXPECT_TRUE(store.known_linear.empty());
 }
 
 }  // namespace

@@ -16,6 +16,7 @@ import sys
 REQUIRED = [
     "fieldfm::LinearFmStep::Step",
     "fieldfm::LinearFmStep::Predict",
+    "fieldfm::LinearFmStep::PredictKnownLinear",
     "fieldfm::FusedFfm::Step",
     "fieldfm::FusedFfm::Predict",
     "fieldfm::(anonymous namespace)::EmbeddingBlock::Forward",
