@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include <xxh_x86dispatch.h>
 
 #include <algorithm>
 #include <atomic>
@@ -37,12 +38,12 @@ std::string ErrnoText() { return std::strerror(errno); }
 class BlockWriter {
  public:
   explicit BlockWriter(AtomicFile* f) : f_(f) {}
-  Status Write(const void* p, size_t n, XXH64_state_t* hash) {
-    if (hash) XXH64_update(hash, p, n);
+  Status Write(const void* p, size_t n, XXH3_state_t* hash) {
+    if (hash) XXH3_64bits_update_dispatch(hash, p, n);
     pos_ += n;
     return f_->Write(p, n);
   }
-  Status PadTo(uint64_t target, XXH64_state_t* hash) {
+  Status PadTo(uint64_t target, XXH3_state_t* hash) {
     static const char kZeros[cache_format::kAlign] = {};
     while (pos_ < target) {
       size_t n = std::min<uint64_t>(target - pos_, sizeof(kZeros));
@@ -89,8 +90,9 @@ Status ValidateLayout(const std::string& path, const uint8_t* data, uint64_t siz
   std::memcpy(&h, data, sizeof(h));
   if (std::memcmp(h.magic, cache_format::kMagic, 8) != 0)
     return Status::Corruption(path + ": not a fieldfm cache (bad magic)");
-  if (h.version != cache_format::kVersion)
-    return Status::Corruption(path + ": cache format version " + std::to_string(h.version) + ", this build reads version " +
+  if (h.version < cache_format::kOldestVersion || h.version > cache_format::kVersion)
+    return Status::Corruption(path + ": cache format version " + std::to_string(h.version) + ", this build reads versions " +
+                              std::to_string(cache_format::kOldestVersion) + " to " +
                               std::to_string(cache_format::kVersion) + "; rebuild the cache");
   if (h.header_size != sizeof(CacheHeader)) return Status::Corruption(path + ": bad header size");
   if (h.file_size != size)
@@ -279,19 +281,19 @@ Status BuildCache(ExampleSource& src, const CacheKey& key, const std::string& ou
   FIELDFM_RETURN_IF_ERROR(w.Write(&h, sizeof(h), nullptr));  // placeholder, rewritten at the end
 
   std::vector<BlockIndexEntry> index;
-  XXH64_state_t* hash = XXH64_createState();
+  XXH3_state_t* hash = XXH3_createState();
   auto write_block = [&](const ExampleBlock& b) -> Status {
     const uint64_t rows = b.rows(), nnz = b.features.size();
     BlockLayout l = BlockLayout::For(rows, nnz);
     FIELDFM_RETURN_IF_ERROR(w.PadTo(AlignUp(w.pos()), nullptr));
     BlockIndexEntry e{w.pos(), rows, nnz, 0};
-    XXH64_reset(hash, 0);
+    XXH3_64bits_reset(hash);
     FIELDFM_RETURN_IF_ERROR(w.Write(b.labels.data(), rows * sizeof(float), hash));
     FIELDFM_RETURN_IF_ERROR(w.Write(b.weights.data(), rows * sizeof(float), hash));
     FIELDFM_RETURN_IF_ERROR(w.PadTo(e.offset + l.offsets, hash));
     FIELDFM_RETURN_IF_ERROR(w.Write(b.offsets.data(), (rows + 1) * sizeof(uint64_t), hash));
     FIELDFM_RETURN_IF_ERROR(w.Write(b.features.data(), nnz * sizeof(Feature), hash));
-    e.checksum = XXH64_digest(hash);
+    e.checksum = XXH3_64bits_digest(hash);
     index.push_back(e);
     for (size_t r = 0; r < rows; ++r) {
       const double y = b.labels[r], wt = b.weights[r];
@@ -330,7 +332,7 @@ Status BuildCache(ExampleSource& src, const CacheKey& key, const std::string& ou
     }
   }
   if (st.ok() && !pending.empty()) st = write_block(pending);
-  XXH64_freeState(hash);
+  XXH3_freeState(hash);
   FIELDFM_RETURN_IF_ERROR(st.WithContext("building cache " + out_path));
 
   if (h.rows == 0) h.label_min = h.label_max = 0;
@@ -413,11 +415,12 @@ BatchView ViewOf(const uint8_t* base, const BlockIndexEntry& e) {
   return v;
 }
 
-// The checksum, and offsets that stay inside the block.
-bool BlockGood(const uint8_t* base, const BlockIndexEntry& e) {
+// The checksum (of the file's format version), and offsets that stay inside the block.
+bool BlockGood(const uint8_t* base, const BlockIndexEntry& e, uint32_t version) {
   const BatchView v = ViewOf(base, e);
-  bool good = XXH64(base, BlockLayout::For(e.rows, e.features).size, 0) == e.checksum && v.offsets[0] == 0 &&
-              v.offsets[e.rows] == e.features;
+  const size_t n = BlockLayout::For(e.rows, e.features).size;
+  const uint64_t sum = version >= 2 ? XXH3_64bits_dispatch(base, n) : XXH64(base, n, 0);
+  bool good = sum == e.checksum && v.offsets[0] == 0 && v.offsets[e.rows] == e.features;
   for (size_t r = 0; good && r < e.rows; ++r) good = v.offsets[r] <= v.offsets[r + 1];
   return good;
 }
@@ -427,7 +430,7 @@ bool BlockGood(const uint8_t* base, const BlockIndexEntry& e) {
 Status CacheSource::CheckedState(size_t i, const uint8_t* base) const {
   uint8_t state = map_->verified[i].load(std::memory_order_acquire);
   if (state == 0) {
-    state = BlockGood(base, map_->entry(i)) ? 1 : 2;
+    state = BlockGood(base, map_->entry(i), info_.version) ? 1 : 2;
     map_->verified[i].store(state, std::memory_order_release);
   }
   if (state != 1) return Status::Corruption(map_->file->path + ": block " + std::to_string(i) + " checksum mismatch (corrupt cache)");

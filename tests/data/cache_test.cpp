@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cctype>
 #include <cstring>
@@ -524,6 +525,53 @@ TEST_F(CacheDamage, WrongVersion) {
   uint32_t v = 99;
   std::memcpy(bad.data() + offsetof(cache_format::CacheHeader, version), &v, 4);
   ExpectCorruption(bad, "version 99");
+}
+
+// `bytes` (a version 2 file) as version `version` with XXH64 block
+// checksums, the header checksum redone: what version 1 wrote.
+std::string WithXxh64Blocks(std::string bytes, uint32_t version) {
+  cache_format::CacheHeader h;
+  std::memcpy(&h, bytes.data(), sizeof(h));
+  for (uint64_t b = 0; b < h.num_blocks; ++b) {
+    cache_format::BlockIndexEntry e;
+    char* at = bytes.data() + h.index_offset + b * sizeof(e);
+    std::memcpy(&e, at, sizeof(e));
+    e.checksum = XXH64(bytes.data() + e.offset, cache_format::BlockLayout::For(e.rows, e.features).size, 0);
+    std::memcpy(at, &e, sizeof(e));
+  }
+  h.version = version;
+  h.checksum = 0;
+  std::string hashed(reinterpret_cast<const char*>(&h), sizeof(h));
+  hashed.append(bytes, h.index_offset, h.num_blocks * sizeof(cache_format::BlockIndexEntry));
+  h.checksum = XXH64(hashed.data(), hashed.size(), 0);
+  std::memcpy(bytes.data(), &h, sizeof(h));
+  return bytes;
+}
+
+TEST_F(CacheDamage, Version1FilesStillReadAndTheirDamageIsCaught) {
+  auto current = OpenCache(path_);
+  ASSERT_TRUE(current.ok());
+  EXPECT_EQ((*current)->info().version, cache_format::kVersion);
+  const std::vector<Row> expected = ReadAll(**current, 100);
+  const std::string v1 = WithXxh64Blocks(good_, 1);
+  WriteBytes(path_, v1);
+  auto old = OpenCache(path_);
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ((*old)->info().version, 1u);
+  EXPECT_EQ(ReadAll(**old, 100), expected);
+  EXPECT_TRUE(*CacheIsFresh(path_, kKey));
+  std::string bad = v1;
+  bad[sizeof(cache_format::CacheHeader) + 300] ^= 0x10;  // inside block 0
+  WriteBytes(path_, bad);
+  auto damaged = OpenCache(path_);
+  ASSERT_TRUE(damaged.ok());
+  EXPECT_EQ((*damaged)->block(0).status().code(), StatusCode::kCorruption);
+  EXPECT_TRUE((*damaged)->block(1).ok());
+  // The version picks the hash: XXH64 sums in a version 2 file do not pass.
+  WriteBytes(path_, WithXxh64Blocks(good_, 2));
+  auto mislabelled = OpenCache(path_);
+  ASSERT_TRUE(mislabelled.ok());
+  EXPECT_EQ((*mislabelled)->block(0).status().code(), StatusCode::kCorruption);
 }
 
 TEST_F(CacheDamage, HeaderAndIndexBitFlips) {
